@@ -1,0 +1,27 @@
+"""neurocodec: a learned image codec (`nic`).
+
+import neurocodec
+data = neurocodec.encode("photo.png", quality=75)   # bytes of a .nic file
+image = neurocodec.decode(data)                     # PIL.Image
+"""
+
+from __future__ import annotations
+
+from .errors import NicError
+
+__version__ = "0.1.0"
+__all__ = ["NicError", "__version__", "decode", "encode"]
+
+
+def encode(image, quality: float = 75.0, device: str = "auto", **kwargs) -> bytes:
+    """Compress an image (path, PIL image or uint8 array) to .nic bytes; see codec.encode."""
+    from .codec import encode as _encode
+
+    return _encode(image, quality=quality, device=device, **kwargs)
+
+
+def decode(data: bytes, device: str = "auto", **kwargs):
+    """Decompress .nic bytes to a PIL image; see codec.decode."""
+    from .codec import decode as _decode
+
+    return _decode(data, device=device, **kwargs)

@@ -1,0 +1,209 @@
+"""Plain training loop: random crops, R + lambda*D over the quality ladder, Adam.
+
+    python -m neurocodec.train --data ../shared/data/train --valid ../shared/data/valid
+
+It resumes from the local checkpoint (with optimizer state) if there is one,
+otherwise from the shipped weights, so training always continues the model
+that users have. `--export` writes the shipped weights (with their integer
+tables) at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from .atomic import save_atomic
+from .data import ImageCache, list_images, load_rgb
+from .model import STRIDE, ModelConfig, NicModel
+from .weights import export_weights, load_float_model
+
+
+def load_start(ckpt: Path, shipped: Path) -> tuple[NicModel, dict | None, dict]:
+    """Model, optimizer state and progress counters to continue from."""
+    if ckpt.exists():
+        c = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model = NicModel(ModelConfig.from_dict(c["config"]))
+        model.load_state_dict(c["state"])
+        return model, c.get("optimizer"), c["progress"]
+    if shipped.exists():
+        model, progress = load_float_model(shipped)
+        return model, None, progress
+    return NicModel(), None, {"step": 0, "pixels": 0}
+
+
+@torch.no_grad()
+def validate(model: NicModel, images: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(estimated bpp, PSNR) per quality level, on centre crops of the validation photos."""
+    model.eval()
+    out = []
+    for level in range(model.cfg.levels):
+        bpps, psnrs = [], []
+        for a in images:
+            x = torch.from_numpy(a).permute(2, 0, 1)[None].float()
+            r = model(x, torch.tensor([level]))
+            mse = (r["x_hat"].clamp(0, 255).round() - x).square().mean().item()
+            bpps.append(((r["y_bits"] + r["z_bits"]) / (x.shape[2] * x.shape[3])).item())
+            psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+        out.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+    model.train()
+    return out
+
+
+def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
+    h = min(h, a.shape[0]) // STRIDE * STRIDE
+    w = min(w, a.shape[1]) // STRIDE * STRIDE
+    y, x = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
+    return np.ascontiguousarray(a[y : y + h, x : x + w])
+
+
+@click.command()
+@click.option("--data", default="../shared/data/train", show_default=True, help="Folder of training photos.")
+@click.option(
+    "--valid", default="../shared/data/valid", show_default=True, help="Folder of validation photos (never trained on)."
+)
+@click.option(
+    "--weights",
+    "shipped",
+    default="weights/nic.pt",
+    show_default=True,
+    help="Shipped weights: start point and export target.",
+)
+@click.option(
+    "--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Local checkpoint with optimizer state."
+)
+@click.option("--minutes", default=60.0, show_default=True, help="Stop after this much wall time.")
+@click.option("--batch", default=8, show_default=True)
+@click.option(
+    "--crop",
+    default=128,
+    show_default=True,
+    help="Crop size in pixels (128 or more: smaller crops starve the hyperprior).",
+)
+@click.option("--lr", default=7e-4, show_default=True, help="Adam learning rate at the start of this run.")
+@click.option(
+    "--lr-end", default=None, type=float, help="Learning rate at the end of the run (cosine decay) [default: --lr]."
+)
+@click.option("--checkpoint-every", default=10.0, show_default=True, help="Minutes between checkpoints.")
+@click.option("--valid-every", default=30.0, show_default=True, help="Minutes between validations.")
+@click.option(
+    "--valid-images", default=6, show_default=True, help="How many validation photos to evaluate (centre crops)."
+)
+@click.option("--threads", default=2, show_default=True)
+@click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
+@click.option("--seed", default=None, type=int)
+@click.option(
+    "--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC layout (faster on CPU)."
+)
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (needs a C++ compiler).")
+def main(
+    data,
+    valid,
+    shipped,
+    ckpt,
+    minutes,
+    batch,
+    crop,
+    lr,
+    lr_end,
+    checkpoint_every,
+    valid_every,
+    valid_images,
+    threads,
+    export,
+    seed,
+    channels_last,
+    use_compile,
+) -> None:
+    """Train (or keep training) the neurocodec model on a folder of photos.
+
+    Stops after --minutes, or on Ctrl-C / SIGTERM, always with a checkpoint.
+    """
+    torch.set_num_threads(threads)
+    ckpt, shipped = Path(ckpt), Path(shipped)
+    model, opt_state, progress = load_start(ckpt, shipped)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    cache = ImageCache(data)
+    val = [_centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid else []
+    rng = np.random.default_rng(seed)
+    lambdas = torch.tensor(model.cfg.lambdas)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    step_model = torch.compile(model) if use_compile else model
+    lr_end = lr if lr_end is None else lr_end
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(True))
+    print(
+        f"start: step {progress['step']} pixels {progress['pixels']:.3e} images {len(cache)} "
+        f"lr {lr} batch {batch}x{crop}^2",
+        flush=True,
+    )
+
+    def checkpoint() -> None:
+        state = {
+            "config": model.cfg.to_dict(),
+            "state": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "progress": dict(progress),
+        }
+        save_atomic(state, ckpt)
+        if export:
+            export_weights(model, shipped, progress, cache.crops(16, 256, np.random.default_rng(0)))
+        print(f"checkpoint: step {progress['step']}", flush=True)
+
+    start = last_ckpt = last_val = last_log = time.time()
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    while not stop and time.time() - start < minutes * 60:
+        frac = min(1.0, (time.time() - start) / (minutes * 60))
+        for g in opt.param_groups:
+            g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
+        x = cache.crops(batch, crop, rng).contiguous(memory_format=fmt)
+        level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch))
+        r = step_model(x, level)
+        bpp = (r["y_bits"] + r["z_bits"]) / (crop * crop)
+        mse = (r["x_hat"] - x).square().mean(dim=(1, 2, 3))
+        loss = (bpp + lambdas[level] * mse).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        progress["step"] += 1
+        progress["pixels"] += batch * crop * crop
+        acc["loss"] += loss.item()
+        acc["bpp"] += bpp.mean().item()
+        acc["mse"] += mse.mean().item()
+        acc["n"] += 1
+        now = time.time()
+        if now - last_log > 60:
+            n = acc["n"]
+            print(
+                f"step {progress['step']} loss {acc['loss'] / n:.4f} bpp {acc['bpp'] / n:.3f} "
+                f"mse {acc['mse'] / n:.2f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
+                f"Mpix/s {n * batch * crop * crop / (now - last_log) / 1e6:.3f} pixels {progress['pixels']:.3e}",
+                flush=True,
+            )
+            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+            last_log = now
+        if now - last_ckpt > checkpoint_every * 60:
+            checkpoint()
+            last_ckpt = now
+        if val and now - last_val > valid_every * 60:
+            rd = validate(model, val)
+            print("valid: " + " | ".join(f"q{i} {b:.3f}bpp {p:.2f}dB" for i, (b, p) in enumerate(rd)), flush=True)
+            last_val = time.time()
+    checkpoint()
+
+
+if __name__ == "__main__":
+    main()

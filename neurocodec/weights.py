@@ -1,0 +1,116 @@
+"""Shipped weights: export from a trained model, safe loading, identity.
+
+A weights file is a plain dict of tensors, numbers and strings written by
+torch.save and read back with `weights_only=True`, so loading it cannot run
+code. It holds the float transforms, the integer hyper-synthesis, the integer
+tables and the integer gains. Its identity is the first 8 bytes of the
+SHA-256 of the file; every .nic file records the identity it needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .atomic import save_atomic
+from .errors import NicError
+from .intnet import IntHyperSynthesis, quantize_hyper_synthesis
+from .model import ModelConfig, NicModel
+from .tables import TableSet, gaussian_tables, scale_thresholds, z_tables
+
+FORMAT_TAG = "neurocodec-weights"
+FORMAT_VERSION = 1
+GAIN_FRAC_BITS = 16
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "nic.pt"
+
+
+@dataclass
+class Weights:
+    """Everything encode/decode needs, loaded once per process."""
+
+    model: NicModel
+    hyper: IntHyperSynthesis
+    y_tables: TableSet
+    z_tables: TableSet
+    thresholds: torch.Tensor  # int64 Q24
+    gains: torch.Tensor  # int64 (levels, m), Q16
+    identity: bytes  # 8 bytes
+    progress: dict
+
+
+def identity_of(path: str | Path) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()[:8]
+
+
+@torch.no_grad()
+def export_weights(model: NicModel, path: str | Path, progress: dict, calib: torch.Tensor) -> None:
+    """Freeze a trained float model into shipped weights with their integer parts.
+
+    calib: typical training crops (B, 3, H, W) in [0, 255]; their hyper-latents
+    calibrate the fixed-point activation ranges of the hyper-synthesis.
+    """
+    was_training = model.training
+    model.eval()
+    z_samples = model.h_a(model.analysis(calib)).round()
+    hyper = quantize_hyper_synthesis(model.h_s, z_samples)
+    model.train(was_training)
+    gains = torch.round(model.log_gain.detach().double().exp() * 2.0**GAIN_FRAC_BITS).to(torch.int64)
+    obj = {
+        "format": FORMAT_TAG,
+        "version": FORMAT_VERSION,
+        "config": model.cfg.to_dict(),
+        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "hyper": hyper.to_list(),
+        "y_tables": gaussian_tables().to_dict(),
+        "z_tables": z_tables(model.z_density).to_dict(),
+        "thresholds": torch.from_numpy(scale_thresholds()),
+        "gains": gains,
+        "progress": dict(progress),
+    }
+    save_atomic(obj, path)
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise NicError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise NicError(f"not a neurocodec weights file: {path} ({type(e).__name__})") from e
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_TAG:
+        raise NicError(f"not a neurocodec weights file: {path}")
+    if obj.get("version") != FORMAT_VERSION:
+        raise NicError(f"unsupported weights version {obj.get('version')} in {path}")
+    return obj
+
+
+def load_float_model(path: str | Path) -> tuple[NicModel, dict]:
+    """The trainable float model and its training progress (for resuming)."""
+    obj = _read(Path(path))
+    model = NicModel(ModelConfig.from_dict(obj["config"]))
+    model.load_state_dict(obj["state"])
+    return model, dict(obj["progress"])
+
+
+@lru_cache(maxsize=4)
+def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> Weights:
+    """Load (once per process) the weights for coding."""
+    path = Path(path)
+    obj = _read(path)
+    model = NicModel(ModelConfig.from_dict(obj["config"]))
+    model.load_state_dict(obj["state"])
+    model.eval()
+    return Weights(
+        model=model,
+        hyper=IntHyperSynthesis.from_list(obj["hyper"]),
+        y_tables=TableSet.from_dict(obj["y_tables"]),
+        z_tables=TableSet.from_dict(obj["z_tables"]),
+        thresholds=obj["thresholds"].to(torch.int64),
+        gains=obj["gains"].to(torch.int64),
+        identity=identity_of(path),
+        progress=dict(obj["progress"]),
+    )

@@ -1,0 +1,98 @@
+"""The Python API end to end with the shipped weights."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from helpers import psnr, smooth_image
+from PIL import Image
+
+import neurocodec
+from neurocodec.codec import decode_symbols, gains_for
+from neurocodec.errors import NicError
+from neurocodec.format import parse
+from neurocodec.weights import load_weights
+
+
+@pytest.mark.parametrize("height,width", [(1, 1), (5, 3), (17, 33), (70, 41)])
+def test_round_trip_any_size(height, width):
+    img = smooth_image(height, width, seed=height)
+    data = neurocodec.encode(img, quality=60)
+    out = neurocodec.decode(data)
+    assert out.size == (width, height) and out.mode == "RGB"
+    if height * width > 100:
+        assert psnr(np.asarray(out), img) > 20
+
+
+def test_quality_trades_bytes_for_fidelity(example_crop):
+    sizes, psnrs = [], []
+    for q in (0, 50, 100):
+        data = neurocodec.encode(example_crop, quality=q)
+        sizes.append(len(data))
+        psnrs.append(psnr(np.asarray(neurocodec.decode(data)), example_crop))
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert psnrs[0] < psnrs[1] < psnrs[2]
+    assert parse(neurocodec.encode(example_crop, quality=33.25)).quality == 33.25
+
+
+def test_accepts_path_pil_and_array(tmp_path, example_crop):
+    path = tmp_path / "crop.png"
+    Image.fromarray(example_crop).save(path)
+    a = neurocodec.decode(neurocodec.encode(str(path)))
+    b = neurocodec.decode(neurocodec.encode(Image.fromarray(example_crop)))
+    c = neurocodec.decode(neurocodec.encode(example_crop))
+    assert np.asarray(a).shape == np.asarray(b).shape == np.asarray(c).shape == example_crop.shape
+
+
+def test_symbols_identical_across_threads_and_evaluation_paths(example_crop):
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        data = neurocodec.encode(example_crop, quality=80)
+        z2, y2 = decode_symbols(data)
+        torch.set_num_threads(1)
+        z1, y1 = decode_symbols(data, exact_path="int64")
+        img1 = np.asarray(neurocodec.decode(data, exact_path="int64"))
+    finally:
+        torch.set_num_threads(old)
+    assert np.array_equal(z1, z2) and np.array_equal(y1, y2)
+    assert np.abs(y2).sum() > 0
+    assert psnr(img1, example_crop) > 20
+
+
+def test_gain_interpolation_is_exact_integer_and_monotone_ends():
+    gains = load_weights().gains
+    assert torch.equal(gains_for(gains, 0), gains[0])
+    assert torch.equal(gains_for(gains, 10000), gains[-1])
+    mid = gains_for(gains, 5000)
+    assert mid.dtype == torch.int64
+
+
+def _with_model_id(data: bytes, model_id: bytes) -> bytes:
+    body = bytearray(data[:-4])
+    body[18:26] = model_id
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def test_file_for_other_weights_is_rejected():
+    data = neurocodec.encode(smooth_image(20, 20))
+    with pytest.raises(NicError, match="needs model"):
+        neurocodec.decode(_with_model_id(data, b"\xff" * 8))
+
+
+def test_bad_inputs_raise_nic_error(tmp_path):
+    with pytest.raises(NicError):
+        neurocodec.encode(tmp_path / "missing.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(NicError):
+        neurocodec.encode(tmp_path / "text.png")
+    with pytest.raises(NicError):
+        neurocodec.encode(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(NicError):
+        neurocodec.encode(smooth_image(8, 8), quality=101)
+    with pytest.raises(NicError):
+        neurocodec.decode(b"GIF89a....")

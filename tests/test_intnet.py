@@ -1,0 +1,55 @@
+"""The integer hyper-synthesis is exact: float64 path == int64 reference, any threads."""
+
+from __future__ import annotations
+
+import torch
+
+from neurocodec.intnet import IntLayer, quantize_hyper_synthesis
+from neurocodec.model import HyperSynthesis, ModelConfig
+from neurocodec.weights import load_weights
+
+
+def test_float64_path_equals_int64_reference_on_random_network():
+    torch.manual_seed(1)
+    cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
+    hyper = quantize_hyper_synthesis(HyperSynthesis(cfg), torch.randint(-20, 21, (4, 8, 4, 4)))
+    z = torch.randint(-30, 31, (2, 8, 3, 5))
+    fast, ref = hyper(z), hyper(z, reference=True)
+    assert fast[0].shape == (2, 12, 12, 20)
+    assert torch.equal(fast[0], ref[0]) and torch.equal(fast[1], ref[1])
+    assert fast[0].abs().sum() > 0  # not trivially zero
+
+
+def test_extreme_activations_stay_exact():
+    """Largest weights and activations: sums stay below 2**53, so still exact."""
+    torch.manual_seed(2)
+    w = torch.randint(-127, 128, (64, 96, 5, 5))
+    w[:, :, 2, 2] = 127
+    layer = IntLayer(
+        w,
+        torch.zeros(96, dtype=torch.int64),
+        torch.ones(96, dtype=torch.int64),
+        shift=1,
+        stride=2,
+        transposed=True,
+        relu=True,
+    )
+    x = torch.full((1, 64, 3, 3), 2**15 - 1, dtype=torch.int64)
+    x[0, ::2] = -(2**15) + 1
+    assert torch.equal(layer.accumulate(x), layer.accumulate(x, reference=True))
+
+
+def test_shipped_hyper_synthesis_is_thread_count_independent():
+    hyper = load_weights().hyper
+    z = torch.randint(-6, 7, (1, hyper.layers[0].weight.shape[0], 5, 7))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = hyper(z)
+        torch.set_num_threads(1)
+        one = hyper(z)
+    finally:
+        torch.set_num_threads(old)
+    ref = hyper(z, reference=True)
+    for a, b, c in zip(two, one, ref):
+        assert torch.equal(a, b) and torch.equal(a, c)
