@@ -160,7 +160,10 @@ def quantize_hyper_synthesis(h_s: torch.nn.Sequential, z_samples: Tensor) -> Int
         w = m.weight.detach().double()
         b = m.bias.detach().double()
         # Output channel axis: 0 for conv, 1 for transposed conv.
-        per_out = w.abs().amax(dim=(1, 2, 3) if not transposed else (0, 2, 3)).clamp_min(1e-12)
+        per_out = w.abs().amax(dim=(1, 2, 3) if not transposed else (0, 2, 3))
+        # A channel with tiny (or no) weights borrows a coarser scale, so that its
+        # bias and requantisation multiplier stay in range (a grown model has such rows).
+        per_out = per_out.clamp_min(max(float(per_out.max()), 1e-12) * 2.0**-8)
         sw = per_out / WEIGHT_MAX
         shape = (-1, 1, 1, 1) if not transposed else (1, -1, 1, 1)
         w_int = torch.round(w / sw.view(shape)).to(torch.int64)

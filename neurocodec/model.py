@@ -19,7 +19,9 @@ from .entropy_models import SCALE_MIN, FactorizedDensity, gaussian_likelihood
 from .layers import GDN, conv, deconv
 
 # Rate-distortion trade-offs of the quality ladder: loss = bpp + lambda * MSE(0..255).
-DEFAULT_LAMBDAS = (0.0018, 0.0032, 0.0056, 0.01, 0.018, 0.032, 0.056, 0.1)
+# Neighbours differ by 10^0.25; the ends are chosen so that the ladder spans
+# about 0.1 to 1.5 bits per pixel on photos.
+DEFAULT_LAMBDAS = tuple(round(0.1 * 10 ** (k / 4), 7) for k in range(-11, 4))
 
 
 @dataclass
@@ -27,7 +29,7 @@ class ModelConfig:
     """Shape of the network; stored with the weights so they rebuild it."""
 
     n: int = 64  # channels of the transforms' hidden layers
-    m: int = 128  # latent channels of y
+    m: int = 256  # latent channels of y
     nz: int = 64  # channels of the hyper-latent z
     nh: int = 96  # hidden channels of the hyper-synthesis
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
@@ -111,6 +113,73 @@ class NicModel(nn.Module):
         spread = 0.5 * math.log(cfg.lambdas[-1] / cfg.lambdas[0])
         init = torch.linspace(-spread / 2, spread / 2, cfg.levels)
         self.log_gain = nn.Parameter(init[:, None].repeat(1, m))
+
+    def with_ladder(self, lambdas: tuple[float, ...]) -> tuple[NicModel, Tensor]:
+        """This model with another quality ladder, its gains carried over.
+
+        Levels whose lambda exists already keep their learned gains; new ones
+        are interpolated (or extrapolated from the nearest two) in log-gain
+        over log-lambda, per channel. Returns the new model and, per new
+        level, the index of the old level nearest to it (for optimizer state).
+        """
+        old = torch.tensor(self.cfg.lambdas, dtype=torch.float64).log()
+        new = torch.tensor(lambdas, dtype=torch.float64).log()
+        g = self.log_gain.detach().double()
+        i = torch.searchsorted(old, new).clamp(1, len(old) - 1)
+        t = ((new - old[i - 1]) / (old[i] - old[i - 1]))[:, None]
+        gains = g[i - 1] + t * (g[i] - g[i - 1])
+        cfg = ModelConfig.from_dict({**self.cfg.to_dict(), "lambdas": list(lambdas)})
+        model = NicModel(cfg)
+        state = {k: v for k, v in self.state_dict().items() if k != "log_gain"}
+        model.load_state_dict({**state, "log_gain": gains.float()})
+        nearest = (new[:, None] - old[None, :]).abs().argmin(dim=1)
+        return model, nearest
+
+    def widened(self, m: int) -> tuple[NicModel, dict[str, tuple[int, Tensor]]]:
+        """This model with `m` latent channels instead of cfg.m, nearly the same function.
+
+        y's channel count caps the fidelity a model can reach at any rate (a
+        128-channel y holds 1/6 of the values of its 16x16x3 block), so a model
+        grows it and keeps training. New analysis filters start small and random, the
+        synthesis reads them with tiny weights, the hyperprior ignores them
+        and predicts mean 0 and a scale near their spread, and their gains are
+        the per-level mean of the old ones. Returns the model and, per changed
+        tensor, (dimension, positions of the old entries) to carry optimizer state.
+        """
+        old_m = self.cfg.m
+        if m <= old_m:
+            raise ValueError(f"can only grow the latent channels ({old_m} -> {m})")
+        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "m": m}))
+        keep = torch.arange(old_m)
+        hs_keep = torch.cat([keep, keep + m])  # h_s outputs are [means | scales]
+        place = {
+            "log_gain": (1, keep),
+            "g_a.6.weight": (0, keep),
+            "g_a.6.bias": (0, keep),
+            "g_s.0.weight": (0, keep),
+            "h_a.0.weight": (1, keep),
+            "h_s.4.weight": (0, hs_keep),
+            "h_s.4.bias": (0, hs_keep),
+        }
+        state = model.state_dict()
+        with torch.no_grad():
+            for k, v in self.state_dict().items():
+                if k in place:
+                    dim, idx = place[k]
+                    state[k] = state[k].clone().index_copy_(dim, idx, v)
+                else:
+                    state[k] = v.clone()
+            new = slice(old_m, m)
+            state["g_a.6.weight"][new] *= 0.2
+            state["g_s.0.weight"][new] *= 0.1
+            state["h_a.0.weight"][:, new] = 0
+            state["h_s.4.weight"][new] = 0
+            state["h_s.4.weight"][m + old_m :] = 0
+            state["h_s.4.bias"][new] = 0
+            state["h_s.4.bias"][m + old_m :] = 0.03
+            state["log_gain"][:, new] = self.log_gain.mean(dim=1, keepdim=True)
+        model.load_state_dict(state)
+        return model, place
 
     # -- pieces shared by training and coding -------------------------------------------
 

@@ -21,21 +21,55 @@ import torch
 
 from .atomic import save_atomic
 from .data import ImageCache, list_images, load_rgb
-from .model import STRIDE, ModelConfig, NicModel
+from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel
 from .weights import export_weights, load_float_model
 
 
-def load_start(ckpt: Path, shipped: Path) -> tuple[NicModel, dict | None, dict]:
-    """Model, optimizer state and progress counters to continue from."""
+def _grow_adam_state(opt_state: dict, model: NicModel, place: dict, new_shapes: dict) -> None:
+    """Carry Adam's moments into grown tensors: zero momentum, the mean variance for new entries."""
+    names = [k for k, _ in model.named_parameters()]
+    for k, (dim, idx) in place.items():
+        st = opt_state["state"].get(names.index(k))
+        if st is None:
+            continue
+        avg = torch.zeros(new_shapes[k]).index_copy_(dim, idx, st["exp_avg"])
+        sq = torch.full(new_shapes[k], st["exp_avg_sq"].mean().item()).index_copy_(dim, idx, st["exp_avg_sq"])
+        st["exp_avg"], st["exp_avg_sq"] = avg, sq
+
+
+def load_start(ckpt: Path, shipped: Path, latent_channels: int | None = None) -> tuple[NicModel, dict | None, dict]:
+    """Model, optimizer state and progress counters to continue from.
+
+    A model trained on another quality ladder moves to the ladder this code
+    defines (`DEFAULT_LAMBDAS`), and one with fewer than `latent_channels`
+    latent channels grows them, both keeping what they learned.
+    """
+    opt_state = None
     if ckpt.exists():
         c = torch.load(ckpt, map_location="cpu", weights_only=True)
         model = NicModel(ModelConfig.from_dict(c["config"]))
         model.load_state_dict(c["state"])
-        return model, c.get("optimizer"), c["progress"]
-    if shipped.exists():
+        opt_state, progress = c.get("optimizer"), c["progress"]
+    elif shipped.exists():
         model, progress = load_float_model(shipped)
-        return model, None, progress
-    return NicModel(), None, {"step": 0, "pixels": 0}
+    else:
+        return NicModel(), None, {"step": 0, "pixels": 0}
+    if tuple(model.cfg.lambdas) != DEFAULT_LAMBDAS:
+        print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
+        model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
+        if opt_state is not None:
+            # log_gain is the model's first parameter; its Adam moments follow the level mapping.
+            st = opt_state["state"].get(0)
+            if st is not None:
+                st["exp_avg"], st["exp_avg_sq"] = st["exp_avg"][nearest], st["exp_avg_sq"][nearest]
+    if latent_channels and latent_channels > model.cfg.m:
+        print(f"growing the latent channels from {model.cfg.m} to {latent_channels}", flush=True)
+        grown, place = model.widened(latent_channels)
+        if opt_state is not None:
+            shapes = {k: v.shape for k, v in grown.named_parameters()}
+            _grow_adam_state(opt_state, model, place, shapes)
+        model = grown
+    return model, opt_state, progress
 
 
 @torch.no_grad()
@@ -95,6 +129,12 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
 @click.option(
     "--valid-images", default=6, show_default=True, help="How many validation photos to evaluate (centre crops)."
 )
+@click.option(
+    "--latent-channels",
+    default=None,
+    type=int,
+    help="Grow the model's latent channels (y) to this many, keeping what it learned.",
+)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
@@ -115,6 +155,7 @@ def main(
     checkpoint_every,
     valid_every,
     valid_images,
+    latent_channels,
     threads,
     export,
     seed,
@@ -127,7 +168,7 @@ def main(
     """
     torch.set_num_threads(threads)
     ckpt, shipped = Path(ckpt), Path(shipped)
-    model, opt_state, progress = load_start(ckpt, shipped)
+    model, opt_state, progress = load_start(ckpt, shipped, latent_channels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)

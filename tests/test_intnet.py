@@ -20,6 +20,23 @@ def test_float64_path_equals_int64_reference_on_random_network():
     assert fast[0].abs().sum() > 0  # not trivially zero
 
 
+def test_channels_without_weights_output_their_bias():
+    """A grown model's new output rows are all zero: they must give their bias, not overflow."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
+    h_s = HyperSynthesis(cfg)
+    with torch.no_grad():
+        h_s[4].weight[5:12] = 0
+        h_s[4].weight[17:] = 0
+        h_s[4].bias[5:12] = 0
+        h_s[4].bias[17:] = 0.03
+    hyper = quantize_hyper_synthesis(h_s, torch.randint(-20, 21, (4, 8, 4, 4)))
+    mean, scale = hyper(torch.randint(-30, 31, (1, 8, 3, 5)))
+    assert torch.equal(mean[:, 5:], torch.zeros_like(mean[:, 5:]))
+    assert (scale[:, 5:] - round(0.03 * 256)).abs().max() <= 1
+    assert mean[:, :5].abs().sum() > 0
+
+
 def test_extreme_activations_stay_exact():
     """Largest weights and activations: sums stay below 2**53, so still exact."""
     torch.manual_seed(2)
