@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .errors import NicError
+from .errors import NicError, NicWarning
 
 DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
 
@@ -23,11 +23,18 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"nic: warning: {message}", err=True)
+
+
 def friendly(fn: Callable) -> Callable:
-    """Turn every failure into one line on stderr and a non-zero exit."""
+    """Turn every failure into one line on stderr and a non-zero exit; warnings into one line too."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
+        import warnings
+
+        warnings.showwarning = _show_warning
         try:
             return fn(*args, **kwargs)
         except NicError as e:
@@ -112,17 +119,23 @@ def encode(input: Path, output: str | None, quality: float, device: str, force: 
 @main.command()
 @click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", help="Output image; its extension picks the format [default: INPUT with .png suffix].")
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Refuse files declaring more pixels than this [default: 178956970]; 0 = no limit.",
+)
 @device_option
 @force_option
 @friendly
-def decode(input: Path, output: str | None, device: str, force: bool) -> None:
+def decode(input: Path, output: str | None, max_pixels: int | None, device: str, force: bool) -> None:
     """Decompress a .nic file to an image (PNG unless -o says otherwise).
+
+    Grey, alpha and the colour profile come back as they were encoded.
 
     \b
     Example: nic decode photo.nic -o photo.png
     """
-    import io
-
     from .atomic import write_atomic
     from .codec import decode as decode_image
 
@@ -130,15 +143,32 @@ def decode(input: Path, output: str | None, device: str, force: bool) -> None:
         raise NicError(f"no such file: {input}")
     dst = _output_path(input, output, ".png")
     _check_writable(dst, force)
-    image = decode_image(input.read_bytes(), device=device)
+    fmt = _pil_format(dst)
+    image = decode_image(input.read_bytes(), device=device, max_pixels=max_pixels)
+    write_atomic(dst, image_bytes(image, fmt, dst))
+
+
+# Pillow formats that cannot store an alpha channel.
+_NO_ALPHA = {"JPEG", "PPM", "BMP", "EPS", "PCX", "SGI", "XBM", "IM", "MPEG", "DDS", "JPEG2000"}
+
+
+def image_bytes(image, fmt: str, dst: Path) -> bytes:
+    """The image saved in Pillow format `fmt`, keeping its ICC profile where the format can."""
+    import io
+    import warnings
+
+    if fmt in _NO_ALPHA and image.mode in ("RGBA", "LA"):
+        warnings.warn(f"{fmt} cannot store transparency: the alpha channel is dropped", NicWarning, stacklevel=2)
+        image = image.convert(image.mode[:-1])
+    kwargs = {}
+    if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "JPEG2000"):
+        kwargs["icc_profile"] = image.info["icc_profile"]
     buf = io.BytesIO()
     try:
-        image.save(buf, format=_pil_format(dst))
-    except (KeyError, ValueError) as e:
-        raise NicError(
-            f"cannot write {dst.suffix or 'files without an extension'}: use .png, .jpg, .webp, .tiff or .ppm"
-        ) from e
-    write_atomic(dst, buf.getvalue())
+        image.save(buf, format=fmt, **kwargs)
+    except (KeyError, ValueError, OSError) as e:
+        raise NicError(f"cannot write {image.mode} images as {dst.suffix}: use .png, .jpg, .webp, .tiff or .ppm") from e
+    return buf.getvalue()
 
 
 def _pil_format(path: Path) -> str:
@@ -156,7 +186,7 @@ def _pil_format(path: Path) -> str:
 @friendly
 def info(file: Path) -> None:
     """Show the header of a .nic file and its bits per pixel."""
-    from .format import parse
+    from .format import ICC, LAYOUT_NAMES, parse
 
     if not file.exists():
         raise NicError(f"no such file: {file}")
@@ -164,10 +194,15 @@ def info(file: Path) -> None:
     f = parse(data)
     bpp = 8 * len(data) / (f.width * f.height)
     click.echo(f"file:      {file}")
-    click.echo(f"size:      {f.width}x{f.height} RGB")
+    click.echo(f"size:      {f.width}x{f.height} {LAYOUT_NAMES[f.layout]}")
     click.echo(f"quality:   {f.quality:g}")
     click.echo(f"model:     {f.model_id.hex()}")
-    click.echo(f"bytes:     {len(data)} (payload {len(f.ans)} + overflow {len(f.overflow)})")
+    extras = ", ".join(f"{tag.decode('ascii', 'replace')} {len(d)} B" for tag, d in f.chunks.items())
+    click.echo(
+        f"bytes:     {len(data)} (payload {len(f.ans)} + overflow {len(f.overflow)}"
+        + (f"; {extras})" if extras else ")")
+    )
+    click.echo(f"profile:   {'ICC kept' if ICC in f.chunks else 'none (sRGB assumed)'}")
     click.echo(f"bpp:       {bpp:.4f}")
 
 
@@ -178,6 +213,7 @@ def train(ctx: click.Context) -> None:
     from .train import main as train_main
 
     train_main.main(args=ctx.args, prog_name="nic train", standalone_mode=True)
+
 
 
 if __name__ == "__main__":

@@ -19,15 +19,21 @@ from PIL import Image
 from .coder import SectionDecoder, encode_sections
 from .errors import NicError
 from .format import NicFile, parse
+from .imageio import ImageLike, assemble, prepare
 from .tables import SCALE_FRAC_BITS
 from .weights import DEFAULT_WEIGHTS, GAIN_FRAC_BITS, Weights, load_weights
-
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 DEFAULT_QUALITY = 75.0
 Y_STRIDE = 16  # image -> y
 Z_STRIDE = 4  # y -> z
-MAX_PIXELS = 2 * 89_478_485  # refuse larger declared sizes, like Pillow's bomb limit x2
+# Decoding refuses files that declare more pixels than this (a decompression bomb
+# guard like Pillow's MAX_IMAGE_PIXELS); pass max_pixels= (or nic --max-pixels) to raise it.
+MAX_PIXELS = 2 * 89_478_485
+# The transforms run on tiles of TILE x TILE pixels with MARGIN pixels of context
+# on each side, so memory stays bounded for any image size; the margin covers the
+# transforms' receptive field, so tiles join without seams.
+TILE = 1024
+MARGIN = 64
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -41,34 +47,47 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def to_rgb_array(image: ImageLike) -> np.ndarray:
-    """A path, PIL image or uint8 array as an (H, W, 3) uint8 array."""
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise NicError(f"no such file: {path}")
-        if path.is_dir():
-            raise NicError(f"{path} is a directory, not an image")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                return to_rgb_array(im)
-        except NicError:
-            raise
-        except Exception as e:
-            raise NicError(f"cannot read {path} as an image ({type(e).__name__})") from e
-    if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"))
-    if isinstance(image, np.ndarray):
-        a = image
-        if a.dtype != np.uint8:
-            raise NicError(f"numpy images must be uint8, not {a.dtype}")
-        if a.ndim == 2:
-            a = np.repeat(a[:, :, None], 3, axis=2)
-        if a.ndim != 3 or a.shape[2] not in (3, 4):
-            raise NicError(f"numpy images must be HxW, HxWx3 or HxWx4, not shape {a.shape}")
-        return np.ascontiguousarray(a[:, :, :3])
-    raise NicError(f"cannot encode an object of type {type(image).__name__}")
+def _tiles(size: int, tile: int) -> list[int]:
+    return list(range(0, size, tile))
+
+
+def analysis_tiled(model, x: torch.Tensor, tile: int = TILE, margin: int = MARGIN) -> torch.Tensor:
+    """g_a over (1, 3, H, W) pixels (H, W multiples of 16) tile by tile, into y on the CPU."""
+    _, _, h, w = x.shape
+    if h <= tile + 2 * margin and w <= tile + 2 * margin:
+        return model.analysis(x).cpu()
+    y = torch.empty(1, model.cfg.m, h // Y_STRIDE, w // Y_STRIDE)
+    for top in _tiles(h, tile):
+        for left in _tiles(w, tile):
+            t0, l0 = max(0, top - margin), max(0, left - margin)
+            b1, r1 = min(h, top + tile + margin), min(w, left + tile + margin)
+            yt = model.analysis(x[:, :, t0:b1, l0:r1]).cpu()
+            bh, bw = min(tile, h - top) // Y_STRIDE, min(tile, w - left) // Y_STRIDE
+            dt, dl = (top - t0) // Y_STRIDE, (left - l0) // Y_STRIDE
+            y[:, :, top // Y_STRIDE : top // Y_STRIDE + bh, left // Y_STRIDE : left // Y_STRIDE + bw] = yt[
+                :, :, dt : dt + bh, dl : dl + bw
+            ]
+    return y
+
+
+def synthesis_tiled(
+    model, y_hat: torch.Tensor, height: int, width: int, dev: torch.device, tile: int = TILE, margin: int = MARGIN
+) -> np.ndarray:
+    """g_s tile by tile: y_hat (1, m, hy, wy) -> (height, width, 3) uint8 pixels."""
+    ty, my = tile // Y_STRIDE, margin // Y_STRIDE
+    _, _, hy, wy = y_hat.shape
+    out = np.empty((height, width, 3), np.uint8)
+    for top in _tiles(hy, ty):
+        for left in _tiles(wy, ty):
+            t0, l0 = max(0, top - my), max(0, left - my)
+            b1, r1 = min(hy, top + ty + my), min(wy, left + ty + my)
+            x = model.synthesis(y_hat[:, :, t0:b1, l0:r1].to(dev))[0]
+            py, px = top * Y_STRIDE, left * Y_STRIDE
+            bh, bw = min(ty * Y_STRIDE, height - py), min(ty * Y_STRIDE, width - px)
+            dy, dx = (top - t0) * Y_STRIDE, (left - l0) * Y_STRIDE
+            part = x[:, dy : dy + bh, dx : dx + bw].clamp(0, 255).round().to(torch.uint8)
+            out[py : py + bh, px : px + bw] = part.permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 def quality_x100(quality: float) -> int:
@@ -124,10 +143,12 @@ def encode(
 ) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to .nic bytes.
 
-    quality: 0 (smallest) .. 100 (best), continuous.
+    quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
+    alpha is kept losslessly, the ICC profile is kept, EXIF orientation is
+    applied; conversions that lose something warn with `NicWarning`.
     """
-    rgb = to_rgb_array(image)
-    height, width = rgb.shape[:2]
+    img = prepare(image)
+    height, width = img.rgb.shape[:2]
     if height * width == 0:
         raise NicError("cannot encode an empty image")
     q100 = quality_x100(quality)
@@ -135,21 +156,24 @@ def encode(
     dev = pick_device(device)
     model = w.model.to(dev)
     hy, wy, hz, wz = _latent_sizes(width, height)
+    rgb = img.rgb if img.rgb.flags.writeable else img.rgb.copy()
     x = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
     x = F.pad(x, (0, wy * Y_STRIDE - width, 0, hy * Y_STRIDE - height), mode="replicate")
-    y = model.analysis(x)
+    y = analysis_tiled(model, x)
+    del x
     y_padded = F.pad(y, (0, wz * Z_STRIDE - wy, 0, hz * Z_STRIDE - hy))
-    z = model.h_a(y_padded).round().cpu().to(torch.int64)
+    z = model.h_a(y_padded.to(dev)).round().cpu().to(torch.int64)
     gain_q = gains_for(w.gains, q100)
     idx, mean_g, gain = _entropy_params(w, z, (hy, wy), gain_q)
-    y_sym = torch.round(y.cpu().to(torch.float64) * gain - mean_g).to(torch.int64)
+    y_sym = torch.round(y.to(torch.float64) * gain - mean_g).to(torch.int64)
+    del mean_g
     ans, overflow = encode_sections(
         [
             (z.numpy(), _z_index(w, tuple(z.shape)), w.z_tables),
             (y_sym.numpy(), idx, w.y_tables),
         ]
     )
-    return NicFile(width, height, q100, w.identity, ans, overflow).to_bytes()
+    return NicFile(width, height, q100, w.identity, ans, overflow, img.layout, img.chunks()).to_bytes()
 
 
 def _decode_latents(
@@ -169,32 +193,44 @@ def _decode_latents(
     return z, y_sym, mean_g, gain
 
 
-def _open(data: bytes, weights: str | os.PathLike) -> tuple[NicFile, Weights]:
+def _open(data: bytes, weights: str | os.PathLike, max_pixels: int | None) -> tuple[NicFile, Weights]:
     f = parse(bytes(data))
-    if f.width * f.height > MAX_PIXELS:
-        raise NicError(f"image of {f.width}x{f.height} exceeds the {MAX_PIXELS}-pixel safety limit")
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if limit and f.width * f.height > limit:
+        raise NicError(
+            f"image of {f.width}x{f.height} exceeds the {limit}-pixel safety limit "
+            "(raise it with --max-pixels / max_pixels= if you trust the file)"
+        )
     w = load_weights(Path(weights))
     if f.model_id != w.identity:
-        raise NicError(f"file needs model {f.model_id.hex()}, but the loaded weights are {w.identity.hex()}")
+        raise NicError(
+            f"file needs model {f.model_id.hex()}, but the loaded weights are {w.identity.hex()} "
+            "(decode it with the neurocodec version that wrote it)"
+        )
     return f, w
 
 
 @torch.no_grad()
 def decode(
-    data: bytes, device: str = "auto", weights: str | os.PathLike = DEFAULT_WEIGHTS, exact_path: str = "float64"
+    data: bytes,
+    device: str = "auto",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
+    exact_path: str = "float64",
+    max_pixels: int | None = None,
 ) -> Image.Image:
-    """Decompress .nic bytes to an RGB PIL image.
+    """Decompress .nic bytes to a PIL image (RGB, L, RGBA or LA as encoded).
 
     exact_path: how the integer hyper-synthesis is evaluated, "float64"
     (fast) or "int64" (reference); both give identical symbols.
+    max_pixels: refuse larger images (default MAX_PIXELS; 0 for no limit).
     """
-    f, w = _open(data, weights)
+    f, w = _open(data, weights, max_pixels)
     _, y_sym, mean_g, gain = _decode_latents(f, w, exact_path)
     dev = pick_device(device)
-    y_hat = ((y_sym.to(torch.float64) + mean_g) / gain).float().to(dev)
-    x = w.model.to(dev).synthesis(y_hat)[0, :, : f.height, : f.width]
-    rgb = x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    y_hat = ((y_sym.to(torch.float64) + mean_g) / gain).float()
+    del y_sym, mean_g
+    rgb = synthesis_tiled(w.model.to(dev), y_hat, f.height, f.width, dev)
+    return assemble(rgb, f.layout, f.chunks)
 
 
 @torch.no_grad()
@@ -202,6 +238,6 @@ def decode_symbols(
     data: bytes, weights: str | os.PathLike = DEFAULT_WEIGHTS, exact_path: str = "float64"
 ) -> tuple[np.ndarray, np.ndarray]:
     """The entropy-decoded z and y symbols of a file (for exactness checks)."""
-    f, w = _open(data, weights)
+    f, w = _open(data, weights, 0)
     z, y_sym, _, _ = _decode_latents(f, w, exact_path)
     return z.numpy(), y_sym.numpy()

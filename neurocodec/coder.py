@@ -41,12 +41,17 @@ def _zigzag_varints(values: list[int]) -> bytes:
     return bytes(out)
 
 
+# Largest magnitude of a coded symbol; real latents stay far below it, and the
+# bound keeps a hostile file's values inside int64 and the exact integer path.
+MAX_SYMBOL = 1 << 24
+
+
 def _read_varints(data: bytes) -> list[int]:
     values, u, shift = [], 0, 0
     for byte in data:
         u |= (byte & 0x7F) << shift
         shift += 7
-        if shift > 70:
+        if u > 2 * MAX_SYMBOL:
             raise NicError("corrupted file: bad overflow value")
         if not byte & 0x80:
             values.append((u >> 1) if not u & 1 else -((u + 1) >> 1))
@@ -68,7 +73,10 @@ def encode_sections(sections: list[tuple[np.ndarray, np.ndarray, TableSet]]) -> 
             local = symbols[pos] - tables.lows[k]
             escape = int(tables.lengths[k]) - 1
             out = (local < 0) | (local >= escape)
-            overflow.extend(int(v) for v in symbols[pos][out])
+            big = symbols[pos][out]
+            if len(big) and np.abs(big).max() > MAX_SYMBOL:
+                raise NicError("latent value out of range (is the image or model broken?)")
+            overflow.extend(int(v) for v in big)
             local[out] = escape
             pushes.append((tables, k, local.astype(np.int32)))
     coder = constriction.stream.stack.AnsCoder()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ from PIL import Image
 
 
 def nic(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env = dict(os.environ)
     return subprocess.run(
         [sys.executable, "-m", "neurocodec.cli", *map(str, args)],
         capture_output=True,
@@ -81,7 +85,16 @@ def test_help_teaches():
     assert "--quality" in r.stdout and "Example" in r.stdout
 
 
-@pytest.mark.parametrize("case", ["missing", "not_image", "not_nic", "truncated", "corrupted", "other_model"])
+def with_header(data: bytes, offset: int, value: bytes) -> bytes:
+    """`data` with header bytes replaced and the checksum made valid again."""
+    body = bytearray(data[:-4])
+    body[offset : offset + len(value)] = value
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "not_image", "not_nic", "truncated", "corrupted", "absurd_size", "other_model"]
+)
 def test_bad_input_one_line_no_output(case, encoded, tmp_path):
     data = encoded.read_bytes()
     if case == "missing":
@@ -100,14 +113,12 @@ def test_bad_input_one_line_no_output(case, encoded, tmp_path):
         bad = bytearray(data)
         bad[len(bad) // 2] ^= 1
         src.write_bytes(bytes(bad))
+    elif case == "absurd_size":
+        src, cmd, words = tmp_path / "huge.nic", "decode", "safety limit"
+        src.write_bytes(with_header(data, 8, (1 << 20).to_bytes(4, "little") * 2))
     else:
-        import struct
-        import zlib
-
         src, cmd, words = tmp_path / "other.nic", "decode", "needs model"
-        body = bytearray(data[:-4])
-        body[18:26] = b"\x00" * 8
-        src.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))))
+        src.write_bytes(with_header(data, 18, b"\x00" * 8))
     out = tmp_path / "out.file"
     r = nic(cmd, src, "-o", out.with_suffix(".png" if cmd == "decode" else ".nic"))
     assert_clean_failure(r, words)
@@ -118,3 +129,45 @@ def test_never_overwrites_input(photo):
     r = nic("encode", photo, "-o", photo, "-f")
     assert_clean_failure(r, "input")
     assert Image.open(photo).size == (61, 45)
+
+
+def test_max_pixels_option(encoded, tmp_path):
+    r = nic("decode", encoded, "-o", tmp_path / "a.png", "--max-pixels", "100")
+    assert_clean_failure(r, "safety limit")
+    assert nic("decode", encoded, "-o", tmp_path / "a.png", "--max-pixels", "3000").returncode == 0
+
+
+def test_alpha_to_jpeg_warns_and_writes(tmp_path):
+    src = tmp_path / "a.png"
+    rgba = np.dstack([smooth_image(20, 24), np.full((20, 24), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src)
+    assert nic("encode", src).returncode == 0
+    r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg")
+    assert r.returncode == 0
+    assert r.stderr.strip() == "nic: warning: JPEG cannot store transparency: the alpha channel is dropped"
+    assert Image.open(tmp_path / "a.jpg").mode == "RGB"
+    r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "b.png")
+    assert r.returncode == 0 and r.stderr == ""
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png"))[:, :, 3], rgba[:, :, 3])
+
+
+def test_ctrl_c_leaves_nothing_behind(tmp_path):
+    src = tmp_path / "big.png"
+    Image.fromarray(smooth_image(1200, 1600, seed=5)).save(src)
+    for delay in (1.0, 2.5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "neurocodec.cli", "encode", str(src), "-o", str(tmp_path / "big.nic"), "-f"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        names = sorted(p.name for p in tmp_path.iterdir())
+        if proc.returncode == 0:  # finished before the signal: a whole file
+            assert names == ["big.nic", "big.png"]
+            (tmp_path / "big.nic").unlink()
+        else:
+            assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err
+            assert err.strip() == "nic: error: interrupted"
+            assert names == ["big.png"]

@@ -8,10 +8,10 @@ import zlib
 import pytest
 
 from neurocodec.errors import NicError
-from neurocodec.format import HEADER_SIZE, MAGIC, NicFile, parse
+from neurocodec.format import ALPHA, HEADER_SIZE, ICC, MAGIC, RGB8, RGBA8, NicFile, parse
 
 
-def sample() -> NicFile:
+def sample(**kw) -> NicFile:
     return NicFile(
         width=17,
         height=5,
@@ -19,13 +19,18 @@ def sample() -> NicFile:
         model_id=bytes(range(8)),
         ans=b"\x01\x02\x03\x04" * 3,
         overflow=b"\x05\x06",
+        **kw,
     )
+
+
+def with_chunks() -> NicFile:
+    return sample(layout=RGBA8, chunks={ALPHA: b"alpha-png", ICC: b"icc"})
 
 
 def test_round_trip_and_layout():
     f = sample()
     data = f.to_bytes()
-    assert data[:4] == MAGIC and data[4] == 1
+    assert data[:4] == MAGIC and data[4] == 2
     assert len(data) == HEADER_SIZE + 12 + 2 + 4
     assert struct.unpack_from("<II", data, 8) == (17, 5)
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
@@ -33,15 +38,35 @@ def test_round_trip_and_layout():
     assert parse(data).quality == 75.5
 
 
-def test_every_truncation_is_rejected():
-    data = sample().to_bytes()
+def test_chunks_round_trip_and_version_1_still_reads():
+    f = with_chunks()
+    assert parse(f.to_bytes()) == f
+    # A version 1 file: 34-byte header without the chunks length, RGB only.
+    v1 = struct.pack("<4sBBHIIH8sII", MAGIC, 1, RGB8, 0, 17, 5, 7550, bytes(range(8)), 12, 2) + f.ans + f.overflow
+    v1 += struct.pack("<I", zlib.crc32(v1))
+    assert parse(v1) == sample()
+
+
+def test_alpha_layout_needs_its_chunk_and_unknown_chunks_are_skipped():
+    with pytest.raises(NicError, match="alpha"):
+        parse(sample(layout=RGBA8).to_bytes())
+    with pytest.raises(NicError, match="alpha"):
+        parse(sample(chunks={ALPHA: b"x"}).to_bytes())
+    f = sample(chunks={b"FUTR": b"later"})
+    assert parse(f.to_bytes()).chunks == {b"FUTR": b"later"}
+
+
+@pytest.mark.parametrize("make", [sample, with_chunks])
+def test_every_truncation_is_rejected(make):
+    data = make().to_bytes()
     for n in range(len(data)):
         with pytest.raises(NicError):
             parse(data[:n])
 
 
-def test_every_byte_flip_is_rejected():
-    data = sample().to_bytes()
+@pytest.mark.parametrize("make", [sample, with_chunks])
+def test_every_byte_flip_is_rejected(make):
+    data = make().to_bytes()
     for i in range(len(data)):
         bad = bytearray(data)
         bad[i] ^= 0x40
