@@ -3,14 +3,17 @@
 import neurocodec
 data = neurocodec.encode("photo.png", quality=75)   # bytes of a .nic file
 image = neurocodec.decode(data)                     # PIL.Image
+
+Importing it also registers .nic with Pillow: Image.open("x.nic"), image.save("x.nic").
 """
 
 from __future__ import annotations
 
-from .errors import NicError
+from . import pil_plugin as _pil_plugin  # noqa: F401 -- registers .nic with Pillow
+from .errors import NicError, NicWarning
 
 __version__ = "0.1.0"
-__all__ = ["NicError", "__version__", "decode", "encode"]
+__all__ = ["NicError", "NicWarning", "__version__", "decode", "encode"]
 
 
 def encode(image, quality: float = 75.0, device: str = "auto", **kwargs) -> bytes:

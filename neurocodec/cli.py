@@ -13,9 +13,11 @@ from pathlib import Path
 
 import click
 
-from .errors import NicError, NicWarning
+from . import __version__
+from .errors import NicError
 
 DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
+STDIO = "-"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -51,16 +53,10 @@ def friendly(fn: Callable) -> Callable:
     return wrapper
 
 
-def _output_path(src: Path, out: str | None, suffix: str) -> Path:
-    dst = Path(out) if out else src.with_suffix(suffix)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise NicError(f"refusing to overwrite the input file {src}; choose another name with -o")
-    return dst
-
-
 def _check_writable(dst: Path, force: bool) -> None:
-    if dst.exists() and not force:
-        raise NicError(f"{dst} already exists (use -f to overwrite it)")
+    from .files import check_writable
+
+    check_writable(dst, force)
     if not dst.parent.exists():
         raise NicError(f"output folder {dst.parent} does not exist")
 
@@ -72,53 +68,151 @@ device_option = click.option(
     show_default=True,
     help="Where the network runs; auto picks CUDA when available.",
 )
-force_option = click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists.")
+force_option = click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
+jobs_option = click.option(
+    "-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Files converted in parallel."
+)
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _paths(inputs: tuple[str, ...]) -> list[Path]:
+    if not inputs:
+        raise NicError("no input given (a file, a folder, or - for stdin); see --help")
+    return [Path(p) for p in inputs]
+
+
+def _refuse_terminal(jobs: list, what: str) -> None:
+    if jobs and str(jobs[0].dst) == STDIO and sys.stdout.isatty():
+        raise NicError(f"refusing to write {what} to the terminal; redirect it or use -o FILE")
+
+
+def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, quiet: bool) -> None:
+    """Run jobs; print failures (one line each), warnings and a summary; exit 1 if any failed."""
+    from .batch import attempt, human, run
+
+    if len(jobs) == 1:
+        r = attempt(fn, opts, jobs[0])
+        for w in r.warnings:
+            click.echo(f"nic: warning: {w}", err=True)
+        if r.error:
+            raise NicError(r.error)
+        return
+    opts = dict(opts, make_dirs=True)
+    failed, n_in, n_out = 0, 0, 0
+    for r in run(jobs, fn, opts, n_jobs, progress=not quiet and sys.stderr.isatty()):
+        for w in r.warnings:
+            click.echo(f"nic: warning: {r.job.src}: {w}", err=True)
+        if r.error:
+            failed += 1
+            click.echo(f"nic: error: {r.job.src}: {r.error}", err=True)
+        else:
+            n_in, n_out = n_in + r.bytes_in, n_out + r.bytes_out
+    if not quiet:
+        ratio = f" ({n_in / n_out:.2f}x)" if n_out else ""
+        tail = f", {failed} failed" if failed else ""
+        click.echo(
+            f"nic: {len(jobs) - failed} of {len(jobs)} files converted, {human(n_in)} -> {human(n_out)}{ratio}{tail}",
+            err=True,
+        )
+    if failed:
+        sys.exit(1)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog='Shell completion: eval "$(_NIC_COMPLETE=bash_source nic)" in ~/.bashrc (zsh_source, fish_source).',
+)
+@click.version_option(__version__, "-V", "--version", prog_name="nic")
 def main() -> None:
     """neurocodec: a learned image codec.
 
     \b
-    nic encode photo.png                  # writes photo.nic
+    nic encode photo.png                  # writes photo.nic (quality 75)
     nic encode photo.png -q 90 -o hi.nic  # higher quality, bigger file
+    nic encode photo.png --size 50KB      # the best quality that fits in 50 kB
+    nic encode photos/ -o out/ -j 2       # a whole folder, mirrored
+    cat photo.png | nic encode - > photo.nic
     nic decode photo.nic                  # writes photo.png
+    nic decode photo.nic -o photo.jpg     # any format, by extension
     nic info photo.nic                    # size, quality, bits per pixel
+    nic bench --vs all                    # nic against JPEG, JPEG 2000, WebP, AVIF
     """
 
 
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", help="Output .nic file [default: INPUT with .nic suffix].")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+@click.option("-o", "--output", help="Output file, folder (several inputs), or - for stdout [default: INPUT.nic].")
 @click.option(
     "-q",
     "--quality",
-    type=float,
+    type=click.FloatRange(0, 100),
     default=DEFAULT_QUALITY,
     show_default=True,
     help="0 (smallest file) to 100 (best image); fractions allowed.",
 )
+@click.option("--size", help="Instead of -q: the best quality whose file fits this size (50000, 50KB, 48KiB, 1MB).")
+@click.option("--bpp", type=float, help="Instead of -q: the best quality within this many bits per pixel.")
+@click.option("--psnr", type=float, help="Instead of -q: the smallest file with at least this PSNR (dB).")
 @device_option
+@jobs_option
 @force_option
+@quiet_option
 @friendly
-def encode(input: Path, output: str | None, quality: float, device: str, force: bool) -> None:
-    """Compress an image (PNG, JPEG, ...) to a .nic file.
+def encode(
+    inputs: tuple[str, ...],
+    output: str | None,
+    quality: float,
+    size: str | None,
+    bpp: float | None,
+    psnr: float | None,
+    device: str,
+    jobs: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Compress images (PNG, JPEG, WebP, TIFF, BMP, ...) to .nic files.
+
+    INPUT can be files, folders (searched recursively; the tree is mirrored
+    under -o) or - for stdin (then the output goes to stdout unless -o says
+    otherwise). Grey stays grey, alpha is kept losslessly, the colour profile
+    is kept and EXIF orientation applied.
 
     \b
-    Example: nic encode photo.png -q 80 -o photo.nic
+    Examples:
+      nic encode photo.png -q 80 -o photo.nic
+      nic encode photo.png --size 50KB
+      nic encode a.png b.jpg photos/ -o out/ --jobs 2
+      cat photo.png | nic encode - > photo.nic
     """
-    from .atomic import write_atomic
-    from .codec import encode as encode_image
+    from .batch import image_suffixes, plan
+    from .files import encode_file
+    from .ratecontrol import parse_size
 
-    dst = _output_path(input, output, ".nic")
-    _check_writable(dst, force)
-    data = encode_image(input, quality=quality, device=device)
-    write_atomic(dst, data)
+    if sum(t is not None for t in (size, bpp, psnr)) > 1:
+        raise NicError("give only one of --size, --bpp and --psnr")
+    targets = {"size": parse_size(size) if size is not None else None, "bpp": bpp, "psnr": psnr}
+    job_list = plan(_paths(inputs), Path(output) if output else None, ".nic", image_suffixes())
+    _refuse_terminal(job_list, "a .nic file")
+    opts = {"quality": quality, "device": device, "force": force, **targets}
+    _run_batch(job_list, encode_file, opts, jobs, quiet)
 
 
 @main.command()
-@click.argument("input", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", help="Output image; its extension picks the format [default: INPUT with .png suffix].")
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+@click.option(
+    "-o",
+    "--output",
+    help="Output image (its extension picks the format), folder, or - for stdout [default: INPUT.png].",
+)
+@click.option("--format", "fmt", help="Image format for stdout and folders: png, jpg, webp, tiff, ppm [default: png].")
+@click.option(
+    "-O",
+    "--option",
+    "save_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Pillow save option of the output format, e.g. -O quality=90 or -O lossless=true.",
+)
 @click.option(
     "--max-pixels",
     type=int,
@@ -126,66 +220,62 @@ def encode(input: Path, output: str | None, quality: float, device: str, force: 
     help="Refuse files declaring more pixels than this [default: 178956970]; 0 = no limit.",
 )
 @device_option
+@jobs_option
 @force_option
+@quiet_option
 @friendly
-def decode(input: Path, output: str | None, max_pixels: int | None, device: str, force: bool) -> None:
-    """Decompress a .nic file to an image (PNG unless -o says otherwise).
+def decode(
+    inputs: tuple[str, ...],
+    output: str | None,
+    fmt: str | None,
+    save_options: tuple[str, ...],
+    max_pixels: int | None,
+    device: str,
+    jobs: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Decompress .nic files to images (PNG unless -o or --format says otherwise).
 
-    Grey, alpha and the colour profile come back as they were encoded.
+    Grey, alpha and the colour profile come back as they were encoded. JPEG
+    and WebP outputs default to quality 95.
 
     \b
-    Example: nic decode photo.nic -o photo.png
+    Examples:
+      nic decode photo.nic -o photo.png
+      nic decode photo.nic -o photo.jpg -O quality=90
+      nic decode out/ --format webp -o webp/
+      nic decode - --format png < photo.nic > photo.png
     """
-    from .atomic import write_atomic
-    from .codec import decode as decode_image
+    from .batch import plan
+    from .files import decode_file, parse_options, pil_format
 
-    if not input.exists():
-        raise NicError(f"no such file: {input}")
-    dst = _output_path(input, output, ".png")
-    _check_writable(dst, force)
-    fmt = _pil_format(dst)
-    image = decode_image(input.read_bytes(), device=device, max_pixels=max_pixels)
-    write_atomic(dst, image_bytes(image, fmt, dst))
-
-
-# Pillow formats that cannot store an alpha channel.
-_NO_ALPHA = {"JPEG", "PPM", "BMP", "EPS", "PCX", "SGI", "XBM", "IM", "MPEG", "DDS", "JPEG2000"}
-
-
-def image_bytes(image, fmt: str, dst: Path) -> bytes:
-    """The image saved in Pillow format `fmt`, keeping its ICC profile where the format can."""
-    import io
-    import warnings
-
-    if fmt in _NO_ALPHA and image.mode in ("RGBA", "LA"):
-        warnings.warn(f"{fmt} cannot store transparency: the alpha channel is dropped", NicWarning, stacklevel=2)
-        image = image.convert(image.mode[:-1])
-    kwargs = {}
-    if image.info.get("icc_profile") and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "AVIF", "JPEG2000"):
-        kwargs["icc_profile"] = image.info["icc_profile"]
-    buf = io.BytesIO()
-    try:
-        image.save(buf, format=fmt, **kwargs)
-    except (KeyError, ValueError, OSError) as e:
-        raise NicError(f"cannot write {image.mode} images as {dst.suffix}: use .png, .jpg, .webp, .tiff or .ppm") from e
-    return buf.getvalue()
-
-
-def _pil_format(path: Path) -> str:
-    from PIL import Image
-
-    ext = path.suffix.lower()
-    Image.init()
-    if ext not in Image.EXTENSION:
-        raise NicError(f"unknown image extension {ext or '(none)'!r}: use .png, .jpg, .webp, .tiff or .ppm")
-    return Image.EXTENSION[ext]
+    if fmt:
+        pil_format(fmt)
+    suffix = "." + (fmt or "png").lower().lstrip(".")
+    job_list = plan(_paths(inputs), Path(output) if output else None, suffix, {".nic"})
+    if len(job_list) == 1 and str(job_list[0].dst) != STDIO and not fmt:
+        pil_format(job_list[0].dst.suffix)
+    _refuse_terminal(job_list, "image bytes")
+    opts = {
+        "format": fmt,
+        "save_options": parse_options(save_options),
+        "max_pixels": max_pixels,
+        "device": device,
+        "force": force,
+    }
+    _run_batch(job_list, decode_file, opts, jobs, quiet)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @friendly
 def info(file: Path) -> None:
-    """Show the header of a .nic file and its bits per pixel."""
+    """Show the header of a .nic file and its bits per pixel.
+
+    \b
+    Example: nic info photo.nic
+    """
     from .format import ICC, LAYOUT_NAMES, parse
 
     if not file.exists():
@@ -217,4 +307,4 @@ def train(ctx: click.Context) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="nic")

@@ -9,6 +9,7 @@ the float synthesis g_s.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 from .coder import SectionDecoder, encode_sections
 from .errors import NicError
 from .format import NicFile, parse
-from .imageio import ImageLike, assemble, prepare
+from .imageio import ImageLike, Prepared, assemble, prepare
 from .tables import SCALE_FRAC_BITS
 from .weights import DEFAULT_WEIGHTS, GAIN_FRAC_BITS, Weights, load_weights
 
@@ -111,13 +112,19 @@ def gains_for(gains: torch.Tensor, q100: int) -> torch.Tensor:
     return (gains[i] * (10000 - frac) + gains[i + 1] * frac + 5000) // 10000
 
 
-def _entropy_params(
-    w: Weights, z: torch.Tensor, y_shape: tuple[int, int], gain_q: torch.Tensor, reference: bool = False
-) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """Exact table index of every y symbol, plus its gained mean and the gain (float64)."""
+def _hyper_params(
+    w: Weights, z: torch.Tensor, y_shape: tuple[int, int], reference: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact Q8 mean and scale of every y latent (before gains), from z."""
     mean_q, scale_q = w.hyper(z, reference=reference)
     h, wd = y_shape
-    mean_q, scale_q = mean_q[:, :, :h, :wd], scale_q[:, :, :h, :wd]
+    return mean_q[:, :, :h, :wd], scale_q[:, :, :h, :wd]
+
+
+def _gained(
+    w: Weights, mean_q: torch.Tensor, scale_q: torch.Tensor, gain_q: torch.Tensor
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Exact table index of every y symbol, plus its gained mean and the gain (float64)."""
     g = gain_q.view(1, -1, 1, 1)
     idx = torch.searchsorted(w.thresholds, (scale_q.clamp_min(0) * g).contiguous(), right=True)
     mean_g = (mean_q * g).to(torch.float64) / 2.0**SCALE_FRAC_BITS
@@ -134,24 +141,31 @@ def _latent_sizes(width: int, height: int) -> tuple[int, int, int, int]:
     return hy, wy, -(-hy // Z_STRIDE), -(-wy // Z_STRIDE)
 
 
-@torch.no_grad()
-def encode(
-    image: ImageLike,
-    quality: float = DEFAULT_QUALITY,
-    device: str = "auto",
-    weights: str | os.PathLike = DEFAULT_WEIGHTS,
-) -> bytes:
-    """Compress an image (path, PIL image or uint8 array) to .nic bytes.
+@dataclass
+class Analysis:
+    """Everything about an image that does not depend on the quality: coding it
+    at many qualities (rate control) runs the analysis transform once."""
 
-    quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
-    alpha is kept losslessly, the ICC profile is kept, EXIF orientation is
-    applied; conversions that lose something warn with `NicWarning`.
-    """
+    img: Prepared
+    w: Weights
+    dev: torch.device
+    y: torch.Tensor  # float32 latents (CPU)
+    z: torch.Tensor  # int64 hyper-latents
+    mean_q: torch.Tensor
+    scale_q: torch.Tensor
+
+    @property
+    def pixels(self) -> int:
+        return self.img.rgb.shape[0] * self.img.rgb.shape[1]
+
+
+@torch.no_grad()
+def analyse(image: ImageLike, device: str = "auto", weights: str | os.PathLike = DEFAULT_WEIGHTS) -> Analysis:
+    """Run the quality-independent part of the encoder: y, z and y's entropy parameters."""
     img = prepare(image)
     height, width = img.rgb.shape[:2]
     if height * width == 0:
         raise NicError("cannot encode an empty image")
-    q100 = quality_x100(quality)
     w = load_weights(Path(weights))
     dev = pick_device(device)
     model = w.model.to(dev)
@@ -163,17 +177,63 @@ def encode(
     del x
     y_padded = F.pad(y, (0, wz * Z_STRIDE - wy, 0, hz * Z_STRIDE - hy))
     z = model.h_a(y_padded.to(dev)).round().cpu().to(torch.int64)
-    gain_q = gains_for(w.gains, q100)
-    idx, mean_g, gain = _entropy_params(w, z, (hy, wy), gain_q)
-    y_sym = torch.round(y.to(torch.float64) * gain - mean_g).to(torch.int64)
-    del mean_g
+    mean_q, scale_q = _hyper_params(w, z, (hy, wy))
+    return Analysis(img, w, dev, y, z, mean_q, scale_q)
+
+
+def _symbols(a: Analysis, q100: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
+    idx, mean_g, gain = _gained(a.w, a.mean_q, a.scale_q, gains_for(a.w.gains, q100))
+    y_sym = torch.round(a.y.to(torch.float64) * gain - mean_g).to(torch.int64)
+    return y_sym, idx, mean_g, gain
+
+
+def code(a: Analysis, q100: int) -> bytes:
+    """The .nic file of an analysed image at quality q100 (quality x 100)."""
+    y_sym, idx, _, _ = _symbols(a, q100)
+    w = a.w
     ans, overflow = encode_sections(
         [
-            (z.numpy(), _z_index(w, tuple(z.shape)), w.z_tables),
+            (a.z.numpy(), _z_index(w, tuple(a.z.shape)), w.z_tables),
             (y_sym.numpy(), idx, w.y_tables),
         ]
     )
-    return NicFile(width, height, q100, w.identity, ans, overflow, img.layout, img.chunks()).to_bytes()
+    height, width = a.img.rgb.shape[:2]
+    return NicFile(width, height, q100, w.identity, ans, overflow, a.img.layout, a.img.chunks()).to_bytes()
+
+
+@torch.no_grad()
+def reconstruct(a: Analysis, q100: int) -> np.ndarray:
+    """The RGB pixels a decoder will show for quality q100, without entropy coding."""
+    y_sym, _, mean_g, gain = _symbols(a, q100)
+    y_hat = ((y_sym.to(torch.float64) + mean_g) / gain).float()
+    height, width = a.img.rgb.shape[:2]
+    return synthesis_tiled(a.w.model.to(a.dev), y_hat, height, width, a.dev)
+
+
+def encode(
+    image: ImageLike,
+    quality: float = DEFAULT_QUALITY,
+    device: str = "auto",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
+    *,
+    target_size: int | None = None,
+    target_bpp: float | None = None,
+    target_psnr: float | None = None,
+) -> bytes:
+    """Compress an image (path, PIL image or uint8 array) to .nic bytes.
+
+    quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
+    alpha is kept losslessly, the ICC profile is kept, EXIF orientation is
+    applied; conversions that lose something warn with `NicWarning`.
+    target_size (bytes), target_bpp or target_psnr (dB) replace quality by a
+    search over it (see `ratecontrol`): sizes are never exceeded.
+    """
+    a = analyse(image, device, weights)
+    if target_size is None and target_bpp is None and target_psnr is None:
+        return code(a, quality_x100(quality))
+    from .ratecontrol import search
+
+    return search(a, target_size=target_size, target_bpp=target_bpp, target_psnr=target_psnr)
 
 
 def _decode_latents(
@@ -187,7 +247,8 @@ def _decode_latents(
     shape_z = (1, w.z_tables.lengths.shape[0], hz, wz)
     z = torch.from_numpy(dec.decode(_z_index(w, shape_z), w.z_tables))
     gain_q = gains_for(w.gains, f.quality_x100)
-    idx, mean_g, gain = _entropy_params(w, z, (hy, wy), gain_q, reference=exact_path == "int64")
+    mean_q, scale_q = _hyper_params(w, z, (hy, wy), reference=exact_path == "int64")
+    idx, mean_g, gain = _gained(w, mean_q, scale_q, gain_q)
     y_sym = torch.from_numpy(dec.decode(idx, w.y_tables))
     dec.finish()
     return z, y_sym, mean_g, gain

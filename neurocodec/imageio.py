@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from .errors import NicError, NicWarning
 from .format import ALPHA, GREY8, GREYA8, HAS_ALPHA, ICC, RGB8, RGBA8
 
-ImageLike = str | os.PathLike | Image.Image | np.ndarray
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
 MAX_ICC_BYTES = 16 << 20
 
 
@@ -50,13 +50,9 @@ def _warn(message: str) -> None:
     warnings.warn(message, NicWarning, stacklevel=3)
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.exists():
-        raise NicError(f"no such file: {path}")
-    if path.is_dir():
-        raise NicError(f"{path} is a directory, not an image")
+def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             # Pillow reads 16-bit RGB as 8-bit RGB; only the undecoded tiles tell.
             deep = any(";16" in str(t.args) for t in im.tile)
             im.load()
@@ -64,11 +60,9 @@ def _open(path: Path) -> Image.Image:
             out.info["nic_16bit"] = deep
             return out
     except Image.DecompressionBombError as e:
-        raise NicError(f"{path} is too large for Pillow's decompression-bomb limit ({e})") from e
-    except NicError:
-        raise
+        raise NicError(f"{name} is too large for Pillow's decompression-bomb limit ({e})") from e
     except Exception as e:
-        raise NicError(f"cannot read {path} as an image ({type(e).__name__})") from e
+        raise NicError(f"cannot read {name} as an image ({type(e).__name__})") from e
 
 
 def _from_16bit(a: np.ndarray) -> np.ndarray:
@@ -127,9 +121,16 @@ def _from_array(a: np.ndarray) -> Prepared:
 
 
 def prepare(image: ImageLike) -> Prepared:
-    """A path, PIL image or uint8 array, ready to code."""
+    """A path, the bytes of an image file, a PIL image or a uint8 array, ready to code."""
     if isinstance(image, (str, os.PathLike)):
-        return _from_pil(_open(Path(image)))
+        path = Path(image)
+        if not path.exists():
+            raise NicError(f"no such file: {path}")
+        if path.is_dir():
+            raise NicError(f"{path} is a directory, not an image")
+        return _from_pil(_open(path, str(path)))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return _from_pil(_open(io.BytesIO(image), "the input"))
     if isinstance(image, Image.Image):
         return _from_pil(ImageOps.exif_transpose(image) or image)
     if isinstance(image, np.ndarray):
