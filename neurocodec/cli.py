@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .bench_cli import bench
 from .errors import NicError
 
 DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
@@ -305,6 +306,7 @@ def train(ctx: click.Context) -> None:
     train_main.main(args=ctx.args, prog_name="nic train", standalone_mode=True)
 
 
+main.add_command(bench)  # nic bench: neurocodec/bench_cli.py
 
 if __name__ == "__main__":
     main(prog_name="nic")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurocodec.coder import SectionDecoder, _read_varints, _zigzag_varints, encode_sections
+from neurocodec.coder import MAX_SYMBOL, SectionDecoder, _read_varints, _zigzag_varints, encode_sections
 from neurocodec.errors import NicError
 from neurocodec.tables import gaussian_tables, scale_thresholds, to_counts
 
@@ -43,11 +43,13 @@ def test_wrong_tables_are_detected():
         dec.finish()
 
 
-def test_varints_round_trip():
-    values = [0, 1, -1, 63, -64, 2**40, -(2**40) - 3]
+def test_varints_round_trip_and_bound():
+    values = [0, 1, -1, 63, -64, MAX_SYMBOL, -MAX_SYMBOL, 12345, -(2**20) - 3]
     assert _read_varints(_zigzag_varints(values)) == values
     with pytest.raises(NicError):
         _read_varints(b"\x80")
+    with pytest.raises(NicError, match="bad overflow"):
+        _read_varints(_zigzag_varints([MAX_SYMBOL + 1]))
 
 
 def test_tables_are_normalised_and_thresholds_sorted():
