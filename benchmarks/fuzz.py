@@ -12,6 +12,7 @@ counts per outcome.
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import zlib
@@ -58,6 +59,11 @@ def mutate(data: bytes, other: bytes, rng: np.random.Generator) -> bytes:
     return fix_crc(out) if rng.random() < 0.5 else out
 
 
+def _kind(message: str) -> str:
+    """The error message without its numbers, so that counts group by kind."""
+    return re.sub(r"\b[0-9a-f]{16}\b|\d+", "N", message.split(" (")[0])
+
+
 def run(seeds: list[bytes], cases: int, seed: int, max_pixels: int) -> Counter:
     """Decode `cases` mutants; returns outcome counts. Anything but NicError propagates."""
     import neurocodec
@@ -72,7 +78,7 @@ def run(seeds: list[bytes], cases: int, seed: int, max_pixels: int) -> Counter:
             neurocodec.decode(data, max_pixels=max_pixels)
             counts["decoded (damage inside the payload)"] += 1
         except NicError as e:
-            counts[str(e).split(" (")[0]] += 1
+            counts[_kind(str(e))] += 1
     return counts
 
 

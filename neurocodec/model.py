@@ -50,6 +50,10 @@ class ModelConfig:
         return cls(**d)
 
 
+# Scale the hyperprior predicts for grown latent channels before it learns them:
+# about the spread of a trained channel's (un-gained) latents.
+NEW_CHANNEL_SCALE = 0.4
+
 # Total downsampling of the image to z; inputs are padded to a multiple of it.
 STRIDE = 64
 
@@ -140,11 +144,15 @@ class NicModel(nn.Module):
 
         y's channel count caps the fidelity a model can reach at any rate (a
         128-channel y holds 1/6 of the values of its 16x16x3 block), so a model
-        grows it and keeps training. New analysis filters start small and random, the
-        synthesis reads them with tiny weights, the hyperprior ignores them
-        and predicts mean 0 and a scale near their spread, and their gains are
-        the per-level mean of the old ones. Returns the model and, per changed
-        tensor, (dimension, positions of the old entries) to carry optimizer state.
+        grows it and keeps training. New channels must start *alive*: their
+        analysis filters and synthesis weights are random with the typical norm
+        of the old ones (half of it for the synthesis), so their latents survive
+        rounding and the synthesis gets gradients from them; tiny ones are
+        rounded to zero, get no gradient and die under the rate penalty (seen
+        here). The hyperprior ignores them at first and predicts mean 0 and a
+        fixed scale; their gains are the per-level mean of the old ones.
+        Returns the model and, per changed tensor, (dimension, positions of
+        the old entries) to carry optimizer state.
         """
         old_m = self.cfg.m
         if m <= old_m:
@@ -170,13 +178,16 @@ class NicModel(nn.Module):
                 else:
                     state[k] = v.clone()
             new = slice(old_m, m)
-            state["g_a.6.weight"][new] *= 0.2
-            state["g_s.0.weight"][new] *= 0.1
+            for key, share in (("g_a.6.weight", 1.0), ("g_s.0.weight", 0.25)):
+                w = state[key]
+                norms = w[:old_m].flatten(1).norm(dim=1).mean()
+                fresh = w[new] / w[new].flatten(1).norm(dim=1).view(-1, *[1] * (w.dim() - 1))
+                state[key][new] = fresh * norms * share
             state["h_a.0.weight"][:, new] = 0
             state["h_s.4.weight"][new] = 0
             state["h_s.4.weight"][m + old_m :] = 0
             state["h_s.4.bias"][new] = 0
-            state["h_s.4.bias"][m + old_m :] = 0.03
+            state["h_s.4.bias"][m + old_m :] = NEW_CHANNEL_SCALE
             state["log_gain"][:, new] = self.log_gain.mean(dim=1, keepdim=True)
         model.load_state_dict(state)
         return model, place
