@@ -1,0 +1,53 @@
+"""Growing a trained model: a longer quality ladder and more latent channels keep what it learned."""
+
+from __future__ import annotations
+
+import torch
+
+from neurocodec.model import ModelConfig, NicModel
+from neurocodec.train import _grow_adam_state
+
+
+def small(m: int = 12, lambdas=(0.01, 0.1)) -> NicModel:
+    torch.manual_seed(0)
+    return NicModel(ModelConfig(n=8, m=m, nz=6, nh=10, lambdas=lambdas)).eval()
+
+
+def test_longer_ladder_keeps_trained_levels_and_interpolates_between():
+    model = small(lambdas=(0.01, 0.1))
+    with torch.no_grad():
+        model.log_gain[1] += 1.0  # a learned spread between the two levels
+    longer, nearest = model.with_ladder((0.001, 0.01, 0.0316, 0.1, 1.0))
+    g = longer.log_gain.detach()
+    assert torch.allclose(g[1], model.log_gain[0]) and torch.allclose(g[3], model.log_gain[1])
+    assert torch.all(g[0] < g[1]) and torch.all(g[1] < g[2]) and torch.all(g[2] < g[3]) and torch.all(g[3] < g[4])
+    assert nearest.tolist() == [0, 0, 0, 1, 1]
+    x = torch.rand(1, 3, 64, 64) * 255
+    assert torch.equal(longer.analysis(x), model.analysis(x))
+
+
+def test_grown_latents_are_alive_and_old_parts_unchanged():
+    model = small(m=12)
+    grown, place = model.widened(20)
+    x = torch.rand(2, 3, 128, 128) * 255
+    with torch.no_grad():
+        y_old, y_new = model.analysis(x), grown.analysis(x)
+        assert torch.equal(y_new[:, :12], y_old)
+        # New channels carry real values (they survive rounding), not near-zeros.
+        assert y_new[:, 12:].abs().mean() > 0.3 * y_old.abs().mean()
+        # The hyper-latent ignores them, so z is unchanged.
+        assert torch.allclose(grown.h_a(y_new), model.h_a(y_old), atol=1e-5)
+    assert torch.allclose(grown.log_gain[:, :12], model.log_gain)
+    # Adam's moments follow the tensors they belong to.
+    opt = torch.optim.Adam(model.parameters())
+    model.train()
+    r = model(x, torch.tensor([0, 1]))
+    (r["y_bits"].sum() + r["x_hat"].square().mean()).backward()
+    opt.step()
+    state = opt.state_dict()
+    _grow_adam_state(state, model, place, {k: v.shape for k, v in grown.named_parameters()})
+    opt2 = torch.optim.Adam(grown.parameters())
+    opt2.load_state_dict(state)
+    params = dict(grown.named_parameters())
+    for name in ("log_gain", "g_a.6.weight", "g_s.0.weight", "h_s.4.bias"):
+        assert opt2.state[params[name]]["exp_avg"].shape == params[name].shape
