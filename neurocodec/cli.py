@@ -18,6 +18,7 @@ from .bench_cli import bench
 from .errors import NicError
 
 DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
+MAX_EFFORT = 3  # keep equal to refine.MAX_EFFORT (same reason)
 STDIO = "-"
 
 
@@ -131,6 +132,7 @@ def main() -> None:
     nic encode photo.png                  # writes photo.nic (quality 75)
     nic encode photo.png -q 90 -o hi.nic  # higher quality, bigger file
     nic encode photo.png --size 50KB      # the best quality that fits in 50 kB
+    nic encode photo.png --effort 2       # slower encode, fewer bytes, same decoder
     nic encode photos/ -o out/ -j 2       # a whole folder, mirrored
     cat photo.png | nic encode - > photo.nic
     nic decode photo.nic                  # writes photo.png
@@ -154,6 +156,14 @@ def main() -> None:
 @click.option("--size", help="Instead of -q: the best quality whose file fits this size (50000, 50KB, 48KiB, 1MB).")
 @click.option("--bpp", type=float, help="Instead of -q: the best quality within this many bits per pixel.")
 @click.option("--psnr", type=float, help="Instead of -q: the smallest file with at least this PSNR (dB).")
+@click.option(
+    "--effort",
+    type=click.IntRange(0, MAX_EFFORT),
+    default=0,
+    show_default=True,
+    help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; 1, 2, 3 refine each image's latents "
+    "with 15, 30, 80 gradient steps (level 3: tens of seconds per megapixel on a CPU). Same decoder and format.",
+)
 @device_option
 @jobs_option
 @force_option
@@ -166,6 +176,7 @@ def encode(
     size: str | None,
     bpp: float | None,
     psnr: float | None,
+    effort: int,
     device: str,
     jobs: int,
     force: bool,
@@ -182,6 +193,7 @@ def encode(
     Examples:
       nic encode photo.png -q 80 -o photo.nic
       nic encode photo.png --size 50KB
+      nic encode photo.png -q 60 --effort 2   # smaller file, slower encode
       nic encode a.png b.jpg photos/ -o out/ --jobs 2
       cat photo.png | nic encode - > photo.nic
     """
@@ -194,7 +206,7 @@ def encode(
     targets = {"size": parse_size(size) if size is not None else None, "bpp": bpp, "psnr": psnr}
     job_list = plan(_paths(inputs), Path(output) if output else None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
-    opts = {"quality": quality, "device": device, "force": force, **targets}
+    opts = {"quality": quality, "device": device, "force": force, "effort": effort, **targets}
     _run_batch(job_list, encode_file, opts, jobs, quiet)
 
 

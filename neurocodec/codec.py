@@ -219,6 +219,7 @@ def encode(
     target_size: int | None = None,
     target_bpp: float | None = None,
     target_psnr: float | None = None,
+    effort: int = 0,
 ) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to .nic bytes.
 
@@ -227,13 +228,25 @@ def encode(
     applied; conversions that lose something warn with `NicWarning`.
     target_size (bytes), target_bpp or target_psnr (dB) replace quality by a
     search over it (see `ratecontrol`): sizes are never exceeded.
+    effort: 0 (one pass, the default) .. 3; higher levels spend encode time
+    refining this image's latents for fewer bits at the same quality (see
+    `refine`); any file decodes with the same decoder.
     """
+    if effort:
+        from .refine import steps_for
+
+        steps_for(effort)  # a bad level fails before any work
     a = analyse(image, device, weights)
     if target_size is None and target_bpp is None and target_psnr is None:
-        return code(a, quality_x100(quality))
+        q100 = quality_x100(quality)
+        if effort:
+            from .refine import refine
+
+            a = refine(a, q100, effort).analysis
+        return code(a, q100)
     from .ratecontrol import search
 
-    return search(a, target_size=target_size, target_bpp=target_bpp, target_psnr=target_psnr)
+    return search(a, target_size=target_size, target_bpp=target_bpp, target_psnr=target_psnr, effort=effort)
 
 
 def _decode_latents(

@@ -128,6 +128,7 @@ def encode_file(opts: dict, job: Job) -> tuple[int, int]:
         target_size=opts.get("size"),
         target_bpp=opts.get("bpp"),
         target_psnr=opts.get("psnr"),
+        effort=opts.get("effort", 0),
     )
     write_output(job.dst, data, make_dirs=opts.get("make_dirs", False))
     return n_in, len(data)

@@ -4,6 +4,7 @@
     import neurocodec  # registers the plugin
     Image.open("photo.nic").save("photo.png")
     Image.open("photo.png").save("small.nic", quality=60)
+    Image.open("photo.png").save("smaller.nic", quality=60, effort=2)  # slower, fewer bytes
 
 Registered for the .nic extension and the magic bytes. Opening reads only the
 container (size, mode, colour profile); the network runs (and torch is
@@ -74,6 +75,7 @@ def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
             target_size=info.get("target_size"),
             target_bpp=info.get("target_bpp"),
             target_psnr=info.get("target_psnr"),
+            effort=info.get("effort", 0),
         )
     )
 
