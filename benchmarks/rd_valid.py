@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -72,6 +73,11 @@ def append_log(path: Path, progress: dict, nic_pts: list[dict], bd: dict, note: 
 @click.option("--log", default=None, help="Append a line to this training log (weights/TRAINING.md).")
 @click.option("--note", default="", help="Learning rate / remarks for the log line.")
 @click.option("--msssim/--no-msssim", default=False, show_default=True, help="Also measure MS-SSIM and its BD-rate.")
+@click.option(
+    "--save-result",
+    default=None,
+    help="Also save the full result (e.g. benchmarks/results/readme-valid.json for readme_figures.py --reuse).",
+)
 def main(
     images: str,
     refs: str,
@@ -82,6 +88,7 @@ def main(
     log: str | None,
     note: str,
     msssim: bool,
+    save_result: str | None,
 ) -> None:
     torch.set_num_threads(threads)
     files = [str(f) for f in find_images([images])][: limit or None]
@@ -118,6 +125,12 @@ def main(
         print(f"BD-rate vs {r:9s}: {bd[r]:+.1f} %{extra}, BD-PSNR {c['bd_psnr']:+.2f} dB   ({result.settings[r]})")
     if log:
         append_log(Path(log), w.progress, nic_pts, bd, note)
+    if save_result:
+        root = Path(__file__).resolve().parent.parent
+        result.images = [os.path.relpath(f, root) for f in result.images]
+        if "path" in result.weights:
+            result.weights["path"] = os.path.relpath(result.weights["path"], root)
+        Path(save_result).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     if out:
         data = {
             "images": images,

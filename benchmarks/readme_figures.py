@@ -41,7 +41,9 @@ def replace_section(readme: Path, name: str, body: str) -> None:
     readme.write_text(pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1))
 
 
-def bench_section(name: str, folder: Path, cache: Path | None, readme: Path, reuse: bool = False) -> None:
+def bench_section(
+    name: str, folder: Path, cache: Path | None, readme: Path, reuse: bool = False, msssim: bool = True
+) -> None:
     saved = RESULTS / f"readme-{name}.json"
     if reuse:
         result = BenchResult.from_dict(json.loads(saved.read_text()))
@@ -56,7 +58,7 @@ def bench_section(name: str, folder: Path, cache: Path | None, readme: Path, reu
             )
 
         names = [os.path.relpath(f, ROOT) for f in files]
-        result = run_bench(arrays, ["nic", *REFERENCES], names=names, progress=bar, cache=cache)
+        result = run_bench(arrays, ["nic", *REFERENCES], names=names, progress=bar, cache=cache, msssim=msssim)
         if "path" in result.weights:
             result.weights["path"] = os.path.relpath(result.weights["path"], ROOT)
         RESULTS.mkdir(exist_ok=True)
@@ -77,7 +79,12 @@ def bench_section(name: str, folder: Path, cache: Path | None, readme: Path, reu
 @click.option("--threads", default=2, show_default=True, help="torch threads for nic.")
 @click.option("--readme", default=str(ROOT / "README.md"), show_default=True)
 @click.option("--reuse", is_flag=True, help="Only redraw and rewrite from benchmarks/results/readme-*.json.")
-def main(skip_valid: bool, valid: str, threads: int, readme: str, reuse: bool) -> None:
+@click.option(
+    "--no-valid-msssim",
+    is_flag=True,
+    help="PSNR only on valid (MS-SSIM of the reference sweeps there costs ~20 minutes once).",
+)
+def main(skip_valid: bool, valid: str, threads: int, readme: str, reuse: bool, no_valid_msssim: bool) -> None:
     torch.set_num_threads(threads)
     bench_section("examples", ROOT / "examples", None, Path(readme), reuse)
     if skip_valid:
@@ -89,7 +96,8 @@ def main(skip_valid: bool, valid: str, threads: int, readme: str, reuse: bool) -
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from rd_valid import cache_path
 
-    bench_section("valid", folder, cache_path([str(f) for f in find_images([folder])]), Path(readme), reuse)
+    cache = cache_path([str(f) for f in find_images([folder])])
+    bench_section("valid", folder, cache, Path(readme), reuse, msssim=not no_valid_msssim)
 
 
 if __name__ == "__main__":
