@@ -290,6 +290,7 @@ def info(file: Path) -> None:
     Example: nic info photo.nic
     """
     from .format import ICC, LAYOUT_NAMES, parse
+    from .modelfiles import availability
 
     if not file.exists():
         raise NicError(f"no such file: {file}")
@@ -299,7 +300,7 @@ def info(file: Path) -> None:
     click.echo(f"file:      {file}")
     click.echo(f"size:      {f.width}x{f.height} {LAYOUT_NAMES[f.layout]}")
     click.echo(f"quality:   {f.quality:g}")
-    click.echo(f"model:     {f.model_id.hex()}")
+    click.echo(f"model:     {f.model_id.hex()} ({availability(f.model_id)})")
     extras = ", ".join(f"{tag.decode('ascii', 'replace')} {len(d)} B" for tag, d in f.chunks.items())
     click.echo(
         f"bytes:     {len(data)} (payload {len(f.ans)} + overflow {len(f.overflow)}"

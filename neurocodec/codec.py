@@ -22,7 +22,7 @@ from .errors import NicError
 from .format import NicFile, parse
 from .imageio import ImageLike, Prepared, assemble, prepare
 from .tables import SCALE_FRAC_BITS
-from .weights import DEFAULT_WEIGHTS, GAIN_FRAC_BITS, Weights, load_weights
+from .weights import DEFAULT_WEIGHTS, GAIN_FRAC_BITS, Weights, load_weights, weights_for
 
 DEFAULT_QUALITY = 75.0
 Y_STRIDE = 16  # image -> y
@@ -275,13 +275,7 @@ def _open(data: bytes, weights: str | os.PathLike, max_pixels: int | None) -> tu
             f"image of {f.width}x{f.height} exceeds the {limit}-pixel safety limit "
             "(raise it with --max-pixels / max_pixels= if you trust the file)"
         )
-    w = load_weights(Path(weights))
-    if f.model_id != w.identity:
-        raise NicError(
-            f"file needs model {f.model_id.hex()}, but the loaded weights are {w.identity.hex()} "
-            "(decode it with the neurocodec version that wrote it)"
-        )
-    return f, w
+    return f, weights_for(f.model_id, weights)
 
 
 @torch.no_grad()

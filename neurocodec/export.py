@@ -1,6 +1,10 @@
 """Turn a training checkpoint into shipped weights.
 
-python -m neurocodec.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt
+python -m neurocodec.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt [--levels N]
+
+Training keeps the whole quality ladder, whose top levels push the transforms
+towards fidelity; `--levels` ships only the lowest N of them, for when the top
+ones do not yet beat JPEG (benchmarks/rd_valid.py says which).
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from .weights import export_weights
 @click.option("--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Training checkpoint to export.")
 @click.option("--out", default="weights/nic.pt", show_default=True, help="Shipped weights file to write.")
 @click.option("--data", default="../shared/data/train", show_default=True, help="Training photos, for calibration.")
-def main(ckpt: str, out: str, data: str) -> None:
+@click.option("--levels", type=click.IntRange(2), default=None, help="Ship only the lowest N quality levels.")
+def main(ckpt: str, out: str, data: str, levels: int | None) -> None:
     """Export a checkpoint (float model) with its integer tables for coding."""
     torch.set_num_threads(2)
     model, _, progress = load_start(Path(ckpt), Path("/nonexistent"))
+    if levels is not None:
+        if levels > model.cfg.levels:
+            raise click.BadParameter(f"the model has only {model.cfg.levels} levels", param_hint="--levels")
+        model, _ = model.with_ladder(model.cfg.lambdas[:levels])
     calib = ImageCache(data).crops(16, 256, np.random.default_rng(0))
     export_weights(model, out, progress, calib)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")

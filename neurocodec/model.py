@@ -28,8 +28,9 @@ DEFAULT_LAMBDAS = tuple(round(0.1 * 10 ** (k / 4), 7) for k in range(-11, 4))
 class ModelConfig:
     """Shape of the network; stored with the weights so they rebuild it."""
 
-    n: int = 64  # channels of the transforms' hidden layers
+    n: int = 64  # channels of the transforms' hidden layers at 1/2 and 1/4 resolution
     m: int = 256  # latent channels of y
+    n_deep: int = 128  # channels of the 1/8-resolution layer of g_a and g_s
     nz: int = 64  # channels of the hyper-latent z
     nh: int = 96  # hidden channels of the hyper-synthesis
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
@@ -47,6 +48,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["lambdas"] = tuple(d["lambdas"])
+        d.setdefault("n_deep", d["n"])  # weights from before the 1/8 layer had its own width
         return cls(**d)
 
 
@@ -56,6 +58,33 @@ NEW_CHANNEL_SCALE = 0.4
 
 # Total downsampling of the image to z; inputs are padded to a multiple of it.
 STRIDE = 64
+
+
+# Where the entries of a smaller model's tensors sit in a grown model's tensors:
+# per tensor name, (dimension, old positions) for each dimension that grew.
+Placement = dict[str, tuple[tuple[int, Tensor], ...]]
+
+
+def embed(old: Tensor, shape: torch.Size, spec: tuple[tuple[int, Tensor], ...], fill: float = 0.0) -> Tensor:
+    """A tensor of `shape` filled with `fill`, holding `old` at the positions `spec` gives."""
+    out = old
+    for dim, idx in spec:
+        size = list(out.shape)
+        size[dim] = shape[dim]
+        out = torch.full(size, fill, dtype=old.dtype).index_copy_(dim, idx, out)
+    return out
+
+
+def _placed(fresh: dict[str, Tensor], old: dict[str, Tensor], place: Placement) -> dict[str, Tensor]:
+    """The grown model's state: old tensors moved into place, the rest of each from `fresh`."""
+    state = {}
+    for k, v in old.items():
+        if k in place:
+            mask = embed(torch.ones_like(v, dtype=torch.bool), fresh[k].shape, place[k], fill=False)
+            state[k] = torch.where(mask, embed(v, fresh[k].shape, place[k]), fresh[k])
+        else:
+            state[k] = v.clone()
+    return state
 
 
 class _LowerBound(torch.autograd.Function):
@@ -99,12 +128,12 @@ class NicModel(nn.Module):
         super().__init__()
         cfg = cfg or ModelConfig()
         self.cfg = cfg
-        n, m, nz = cfg.n, cfg.m, cfg.nz
-        self.g_a = nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+        n, m, nz, nd = cfg.n, cfg.m, cfg.nz, cfg.n_deep
+        self.g_a = nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, nd), GDN(nd), conv(nd, m))
         self.g_s = nn.Sequential(
-            deconv(m, n),
-            GDN(n, inverse=True),
-            deconv(n, n),
+            deconv(m, nd),
+            GDN(nd, inverse=True),
+            deconv(nd, n),
             GDN(n, inverse=True),
             deconv(n, n),
             GDN(n, inverse=True),
@@ -139,7 +168,7 @@ class NicModel(nn.Module):
         nearest = (new[:, None] - old[None, :]).abs().argmin(dim=1)
         return model, nearest
 
-    def widened(self, m: int) -> tuple[NicModel, dict[str, tuple[int, Tensor]]]:
+    def widened(self, m: int) -> tuple[NicModel, Placement]:
         """This model with `m` latent channels instead of cfg.m, nearly the same function.
 
         y's channel count caps the fidelity a model can reach at any rate (a
@@ -151,8 +180,7 @@ class NicModel(nn.Module):
         rounded to zero, get no gradient and die under the rate penalty (seen
         here). The hyperprior ignores them at first and predicts mean 0 and a
         fixed scale; their gains are the per-level mean of the old ones.
-        Returns the model and, per changed tensor, (dimension, positions of
-        the old entries) to carry optimizer state.
+        Returns the model and where the old entries went (`Placement`).
         """
         old_m = self.cfg.m
         if m <= old_m:
@@ -160,23 +188,17 @@ class NicModel(nn.Module):
         model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "m": m}))
         keep = torch.arange(old_m)
         hs_keep = torch.cat([keep, keep + m])  # h_s outputs are [means | scales]
-        place = {
-            "log_gain": (1, keep),
-            "g_a.6.weight": (0, keep),
-            "g_a.6.bias": (0, keep),
-            "g_s.0.weight": (0, keep),
-            "h_a.0.weight": (1, keep),
-            "h_s.4.weight": (0, hs_keep),
-            "h_s.4.bias": (0, hs_keep),
+        place: Placement = {
+            "log_gain": ((1, keep),),
+            "g_a.6.weight": ((0, keep),),
+            "g_a.6.bias": ((0, keep),),
+            "g_s.0.weight": ((0, keep),),
+            "h_a.0.weight": ((1, keep),),
+            "h_s.4.weight": ((0, hs_keep),),
+            "h_s.4.bias": ((0, hs_keep),),
         }
-        state = model.state_dict()
+        state = _placed(model.state_dict(), self.state_dict(), place)
         with torch.no_grad():
-            for k, v in self.state_dict().items():
-                if k in place:
-                    dim, idx = place[k]
-                    state[k] = state[k].clone().index_copy_(dim, idx, v)
-                else:
-                    state[k] = v.clone()
             new = slice(old_m, m)
             for key, share in (("g_a.6.weight", 1.0), ("g_s.0.weight", 0.25)):
                 w = state[key]
@@ -189,6 +211,47 @@ class NicModel(nn.Module):
             state["h_s.4.bias"][new] = 0
             state["h_s.4.bias"][m + old_m :] = NEW_CHANNEL_SCALE
             state["log_gain"][:, new] = self.log_gain.mean(dim=1, keepdim=True)
+        model.load_state_dict(state)
+        return model, place
+
+    def deepened(self, n_deep: int) -> tuple[NicModel, Placement]:
+        """This model with `n_deep` channels in its 1/8-resolution layers, the same function.
+
+        Those layers hold about one value per pixel at n_deep=64, a bottleneck
+        next to the 16 per pixel at 1/2 resolution, and they are cheap to widen
+        because they run on 1/64 of the pixels. New channels get random filters
+        at the old ones' typical norm (so they carry signal and learn), their
+        own divisive normalisation only, and zero weights into the next layer,
+        so the output is unchanged until training puts them to use.
+        """
+        old = self.cfg.n_deep
+        if n_deep <= old:
+            raise ValueError(f"can only widen the 1/8-resolution layers ({old} -> {n_deep})")
+        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "n_deep": n_deep}))
+        keep = torch.arange(old)
+        place: Placement = {"g_a.4.weight": ((0, keep),), "g_a.4.bias": ((0, keep),)}
+        place |= {"g_a.6.weight": ((1, keep),), "g_s.0.weight": ((1, keep),), "g_s.0.bias": ((0, keep),)}
+        place |= {"g_s.2.weight": ((0, keep),)}
+        for gdn in ("g_a.5", "g_s.1"):
+            place |= {f"{gdn}.beta_sqrt": ((0, keep),), f"{gdn}.gamma_sqrt": ((0, keep), (1, keep))}
+        state = _placed(model.state_dict(), self.state_dict(), place)
+        new = slice(old, n_deep)
+        with torch.no_grad():
+            for key, dim in (("g_a.4.weight", 0), ("g_s.0.weight", 1)):
+                w = state[key].movedim(dim, 0)  # a view: writes land in state[key]
+                norm = w[:old].flatten(1).norm(dim=1).mean()
+                fresh = w[new] / w[new].flatten(1).norm(dim=1).view(-1, *[1] * (w.dim() - 1))
+                w[new] = fresh * norm
+            state["g_a.4.bias"][new] = 0
+            state["g_s.0.bias"][new] = 0
+            state["g_a.6.weight"][:, new] = 0
+            state["g_s.2.weight"][new] = 0
+            for gdn in ("g_a.5", "g_s.1"):
+                beta, gamma = state[f"{gdn}.beta_sqrt"], state[f"{gdn}.gamma_sqrt"]
+                beta[new] = beta[:old].mean()
+                gamma[new, :] = 0
+                gamma[:, new] = 0
+                gamma[new, new] = torch.eye(n_deep - old) * gamma[:old, :old].diagonal().mean()
         model.load_state_dict(state)
         return model, place
 

@@ -21,28 +21,31 @@ import torch
 
 from .atomic import save_atomic
 from .data import ImageCache, list_images, load_rgb
-from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel
+from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel, Placement, embed
 from .weights import export_weights, load_float_model
 
 
-def _grow_adam_state(opt_state: dict, model: NicModel, place: dict, new_shapes: dict) -> None:
+def _grow_adam_state(opt_state: dict, model: NicModel, place: Placement, new_shapes: dict) -> None:
     """Carry Adam's moments into grown tensors: zero momentum, the mean variance for new entries."""
     names = [k for k, _ in model.named_parameters()]
-    for k, (dim, idx) in place.items():
+    for k, spec in place.items():
         st = opt_state["state"].get(names.index(k))
         if st is None:
             continue
-        avg = torch.zeros(new_shapes[k]).index_copy_(dim, idx, st["exp_avg"])
-        sq = torch.full(new_shapes[k], st["exp_avg_sq"].mean().item()).index_copy_(dim, idx, st["exp_avg_sq"])
+        avg = embed(st["exp_avg"], new_shapes[k], spec)
+        sq = embed(st["exp_avg_sq"], new_shapes[k], spec, fill=st["exp_avg_sq"].mean().item())
         st["exp_avg"], st["exp_avg_sq"] = avg, sq
 
 
-def load_start(ckpt: Path, shipped: Path, latent_channels: int | None = None) -> tuple[NicModel, dict | None, dict]:
+def load_start(
+    ckpt: Path, shipped: Path, latent_channels: int | None = None, deep_channels: int | None = None
+) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
     A model trained on another quality ladder moves to the ladder this code
-    defines (`DEFAULT_LAMBDAS`), and one with fewer than `latent_channels`
-    latent channels grows them, both keeping what they learned.
+    defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
+    channels or `deep_channels` channels at 1/8 resolution grows them; all of
+    them keep what they learned.
     """
     opt_state = None
     if ckpt.exists():
@@ -68,6 +71,12 @@ def load_start(ckpt: Path, shipped: Path, latent_channels: int | None = None) ->
         if opt_state is not None:
             shapes = {k: v.shape for k, v in grown.named_parameters()}
             _grow_adam_state(opt_state, model, place, shapes)
+        model = grown
+    if deep_channels and deep_channels > model.cfg.n_deep:
+        print(f"widening the 1/8-resolution layers from {model.cfg.n_deep} to {deep_channels} channels", flush=True)
+        grown, place = model.deepened(deep_channels)
+        if opt_state is not None:
+            _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
         model = grown
     return model, opt_state, progress
 
@@ -135,6 +144,12 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     type=int,
     help="Grow the model's latent channels (y) to this many, keeping what it learned.",
 )
+@click.option(
+    "--deep-channels",
+    default=None,
+    type=int,
+    help="Widen the 1/8-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
+)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
@@ -156,6 +171,7 @@ def main(
     valid_every,
     valid_images,
     latent_channels,
+    deep_channels,
     threads,
     export,
     seed,
@@ -168,7 +184,7 @@ def main(
     """
     torch.set_num_threads(threads)
     ckpt, shipped = Path(ckpt), Path(shipped)
-    model, opt_state, progress = load_start(ckpt, shipped, latent_channels)
+    model, opt_state, progress = load_start(ckpt, shipped, latent_channels, deep_channels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)

@@ -9,7 +9,6 @@ SHA-256 of the file; every .nic file records the identity it needs.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,12 +19,12 @@ from .atomic import save_atomic
 from .errors import NicError
 from .intnet import IntHyperSynthesis, quantize_hyper_synthesis
 from .model import ModelConfig, NicModel
+from .modelfiles import DEFAULT_WEIGHTS, identity_of, retired_path
 from .tables import TableSet, gaussian_tables, scale_thresholds, z_tables
 
 FORMAT_TAG = "neurocodec-weights"
 FORMAT_VERSION = 1
 GAIN_FRAC_BITS = 16
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "nic.pt"
 
 
 @dataclass
@@ -42,8 +41,25 @@ class Weights:
     progress: dict
 
 
-def identity_of(path: str | Path) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()[:8]
+def weights_for(identity: bytes, weights: str | Path = DEFAULT_WEIGHTS) -> Weights:
+    """The weights a .nic file names: `weights` itself, or a retired model next to it.
+
+    A model update must not orphan the files earlier versions wrote, so the
+    weights they need stay in `retired/`; the loaded file's own hash is checked,
+    so a renamed file cannot stand in for another model.
+    """
+    w = load_weights(Path(weights))
+    if w.identity == identity:
+        return w
+    old = retired_path(weights, identity)
+    if old.exists():
+        w = load_weights(old)
+        if w.identity == identity:
+            return w
+    raise NicError(
+        f"file needs model {identity.hex()}, but the loaded weights are {w.identity.hex()} "
+        f"and {old} does not exist (decode it with the neurocodec version that wrote it)"
+    )
 
 
 @torch.no_grad()
@@ -96,10 +112,19 @@ def load_float_model(path: str | Path) -> tuple[NicModel, dict]:
     return model, dict(obj["progress"])
 
 
-@lru_cache(maxsize=4)
 def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> Weights:
-    """Load (once per process) the weights for coding."""
-    path = Path(path)
+    """Load the weights for coding, once per process while the file stays unchanged."""
+    path = Path(path).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        _read(path)  # raises the one-line error
+        raise
+    return _load(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, mtime_ns: int, size: int) -> Weights:
     obj = _read(path)
     model = NicModel(ModelConfig.from_dict(obj["config"]))
     model.load_state_dict(obj["state"])

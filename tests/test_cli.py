@@ -76,6 +76,10 @@ def test_info_shows_header_and_bpp(encoded):
     assert "61x45" in r.stdout and "quality:   70" in r.stdout
     bpp = 8 * encoded.stat().st_size / (61 * 45)
     assert f"{bpp:.4f}" in r.stdout
+    assert "(the current weights)" in r.stdout
+    other = encoded.with_name("other.nic")
+    other.write_bytes(with_header(encoded.read_bytes(), 18, b"\x00" * 8))
+    assert "not available here" in nic("info", other).stdout
 
 
 def test_help_teaches():

@@ -15,6 +15,7 @@ import neurocodec
 from neurocodec.codec import decode_symbols, gains_for
 from neurocodec.errors import NicError
 from neurocodec.format import parse
+from neurocodec.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retired_path
 from neurocodec.weights import load_weights
 
 
@@ -82,6 +83,36 @@ def test_file_for_other_weights_is_rejected():
     data = neurocodec.encode(smooth_image(20, 20))
     with pytest.raises(NicError, match="needs model"):
         neurocodec.decode(_with_model_id(data, b"\xff" * 8))
+
+
+def _other_weights(path) -> None:
+    """A weights file with another identity (the same tensors, another progress note)."""
+    obj = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    obj["progress"] = {**obj["progress"], "note": "another model"}
+    torch.save(obj, path)
+
+
+def test_files_of_retired_weights_still_decode(tmp_path):
+    data = neurocodec.encode(smooth_image(24, 40), quality=40)
+    expected = np.asarray(neurocodec.decode(data))
+    newer = tmp_path / "nic.pt"
+    _other_weights(newer)
+    with pytest.raises(NicError, match="needs model"):
+        neurocodec.decode(data, weights=newer)
+    old = retired_path(newer, parse(data).model_id)
+    old.parent.mkdir()
+    old.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=newer)), expected)
+    # A file that merely carries the right name is not trusted.
+    _other_weights(old)
+    with pytest.raises(NicError, match="needs model"):
+        neurocodec.decode(data, weights=newer)
+
+
+def test_shipped_retired_weights_match_their_names():
+    for path in (DEFAULT_WEIGHTS.parent / RETIRED_DIR).glob("*.pt"):
+        assert identity_of(path).hex() == path.stem
+        assert load_weights(path).gains.shape[0] >= 6
 
 
 def test_bad_inputs_raise_nic_error(tmp_path):

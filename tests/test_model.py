@@ -10,7 +10,7 @@ from neurocodec.train import _grow_adam_state
 
 def small(m: int = 12, lambdas=(0.01, 0.1)) -> NicModel:
     torch.manual_seed(0)
-    return NicModel(ModelConfig(n=8, m=m, nz=6, nh=10, lambdas=lambdas)).eval()
+    return NicModel(ModelConfig(n=8, m=m, nz=6, nh=10, n_deep=8, lambdas=lambdas)).eval()
 
 
 def test_longer_ladder_keeps_trained_levels_and_interpolates_between():
@@ -24,6 +24,15 @@ def test_longer_ladder_keeps_trained_levels_and_interpolates_between():
     assert nearest.tolist() == [0, 0, 0, 1, 1]
     x = torch.rand(1, 3, 64, 64) * 255
     assert torch.equal(longer.analysis(x), model.analysis(x))
+
+
+def test_trimmed_ladder_keeps_the_lower_levels_exactly():
+    model = small(lambdas=(0.001, 0.01, 0.1, 1.0))
+    with torch.no_grad():
+        model.log_gain.add_(torch.randn_like(model.log_gain) * 0.1)
+    trimmed, nearest = model.with_ladder(model.cfg.lambdas[:3])
+    assert trimmed.cfg.levels == 3 and nearest.tolist() == [0, 1, 2]
+    assert torch.equal(trimmed.log_gain, model.log_gain[:3])
 
 
 def test_grown_latents_are_alive_and_old_parts_unchanged():
@@ -51,3 +60,46 @@ def test_grown_latents_are_alive_and_old_parts_unchanged():
     params = dict(grown.named_parameters())
     for name in ("log_gain", "g_a.6.weight", "g_s.0.weight", "h_s.4.bias"):
         assert opt2.state[params[name]]["exp_avg"].shape == params[name].shape
+
+
+def test_deepened_model_is_the_same_function_with_live_new_channels():
+    model = small()
+    with torch.no_grad():  # a trained-looking GDN: off-diagonal coupling, varied betas
+        for gdn in (model.g_a[5], model.g_s[1]):
+            gdn.gamma_sqrt.add_(torch.rand_like(gdn.gamma_sqrt) * 0.1)
+            gdn.beta_sqrt.mul_(1 + torch.rand_like(gdn.beta_sqrt))
+    deep, place = model.deepened(20)
+    assert deep.cfg.n_deep == 20 and deep.g_a[4].out_channels == 20 and deep.g_s[0].out_channels == 20
+    x = torch.rand(2, 3, 128, 128) * 255
+    with torch.no_grad():
+        y = model.analysis(x)
+        assert torch.allclose(deep.analysis(x), y, atol=1e-5)
+        assert torch.allclose(deep.synthesis(y), model.synthesis(y), atol=1e-3)
+        # The new 1/8-resolution channels carry signal like the old ones.
+        h = deep.g_a[:6](x / 255.0 - 0.5)
+        assert h[:, 8:].abs().mean() > 0.2 * h[:, :8].abs().mean()
+    # Training reaches the new channels: their outgoing weights get gradients.
+    deep.train()
+    r = deep(x, torch.tensor([0, 1]))
+    (r["y_bits"].sum() + r["x_hat"].square().mean()).backward()
+    assert deep.g_s[2].weight.grad[8:].abs().sum() > 0 and deep.g_a[6].weight.grad[:, 8:].abs().sum() > 0
+    # Adam state grows along both dimensions of the GDN matrices.
+    opt = torch.optim.Adam(model.parameters())
+    model.train()
+    r = model(x, torch.tensor([0, 1]))
+    (r["y_bits"].sum() + r["x_hat"].square().mean()).backward()
+    opt.step()
+    old_sq = opt.state[model.g_s[1].gamma_sqrt]["exp_avg_sq"].clone()
+    state = opt.state_dict()
+    _grow_adam_state(state, model, place, {k: v.shape for k, v in deep.named_parameters()})
+    opt2 = torch.optim.Adam(deep.parameters())
+    opt2.load_state_dict(state)
+    sq = opt2.state[deep.g_s[1].gamma_sqrt]["exp_avg_sq"]
+    assert sq.shape == (20, 20) and torch.equal(sq[:8, :8], old_sq)
+    assert torch.allclose(sq[8:, :], torch.full((12, 20), old_sq.mean().item()))
+
+
+def test_weights_without_a_deep_width_load_as_before():
+    cfg = ModelConfig(n=8, m=12, nz=6, nh=10, lambdas=(0.01, 0.1)).to_dict()
+    del cfg["n_deep"]
+    assert ModelConfig.from_dict(cfg).n_deep == 8
