@@ -25,6 +25,31 @@ from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel, Placement, em
 from .weights import export_weights, load_float_model
 
 
+class RunClock:
+    """Seconds of training so far, not counting pauses.
+
+    The learning-rate schedule and --minutes follow it, so a run paused with
+    SIGSTOP (for a benchmark) or starved by another job resumes its schedule
+    where it was instead of skipping ahead. A step longer than 5x the recent
+    typical step counts as a typical step.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.steps = 0
+        self.typical = 0.0
+
+    def tick(self, dt: float) -> None:
+        self.steps += 1
+        if self.steps <= 2:  # compilation and warm-up count in full; the second step sets the pace
+            self.seconds += dt
+            self.typical = dt
+            return
+        step = min(dt, 5 * self.typical)
+        self.typical = 0.95 * self.typical + 0.05 * step
+        self.seconds += step
+
+
 def _grow_adam_state(opt_state: dict, model: NicModel, place: Placement, new_shapes: dict) -> None:
     """Carry Adam's moments into grown tensors: zero momentum, the mean variance for new entries."""
     names = [k for k, _ in model.named_parameters()]
@@ -121,7 +146,9 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
 @click.option(
     "--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Local checkpoint with optimizer state."
 )
-@click.option("--minutes", default=60.0, show_default=True, help="Stop after this much wall time.")
+@click.option(
+    "--minutes", default=60.0, show_default=True, help="Stop after this much training time (pauses do not count)."
+)
 @click.option("--batch", default=8, show_default=True)
 @click.option(
     "--crop",
@@ -219,10 +246,11 @@ def main(
             export_weights(model, shipped, progress, cache.crops(16, 256, np.random.default_rng(0)))
         print(f"checkpoint: step {progress['step']}", flush=True)
 
-    start = last_ckpt = last_val = last_log = time.time()
+    last_ckpt = last_val = last_log = prev = time.time()
+    clock = RunClock()
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
-    while not stop and time.time() - start < minutes * 60:
-        frac = min(1.0, (time.time() - start) / (minutes * 60))
+    while not stop and clock.seconds < minutes * 60:
+        frac = min(1.0, clock.seconds / (minutes * 60))
         for g in opt.param_groups:
             g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
         x = cache.crops(batch, crop, rng).contiguous(memory_format=fmt)
@@ -242,6 +270,8 @@ def main(
         acc["mse"] += mse.mean().item()
         acc["n"] += 1
         now = time.time()
+        clock.tick(now - prev)
+        prev = now
         if now - last_log > 60:
             n = acc["n"]
             print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from neurocodec.model import ModelConfig, NicModel
-from neurocodec.train import _grow_adam_state
+from neurocodec.train import RunClock, _grow_adam_state
 
 
 def small(m: int = 12, lambdas=(0.01, 0.1)) -> NicModel:
@@ -103,3 +103,15 @@ def test_weights_without_a_deep_width_load_as_before():
     cfg = ModelConfig(n=8, m=12, nz=6, nh=10, lambdas=(0.01, 0.1)).to_dict()
     del cfg["n_deep"]
     assert ModelConfig.from_dict(cfg).n_deep == 8
+
+
+def test_run_clock_skips_pauses_but_counts_steady_work():
+    clock = RunClock()
+    for dt in [30.0] + [1.0] * 50:  # compilation, then steady steps
+        clock.tick(dt)
+    assert clock.seconds == 80.0
+    clock.tick(600.0)  # paused with SIGSTOP for ten minutes
+    assert 80.0 < clock.seconds <= 86.0
+    for _ in range(50):
+        clock.tick(2.0)  # the machine got slower: that is real training time
+    assert clock.seconds > 80.0 + 95.0
