@@ -1,6 +1,6 @@
 """Pixels per second of a full training step (forward, backward, Adam) on this machine.
 
-    python benchmarks/train_speed.py --batch 8 --crop 192 [--compile] [--channels-last] [--decode-each-step]
+    python benchmarks/train_speed.py --batch 8 --crop 192 [--compile] [--channels-last] [--bf16] [--decode-each-step]
 
 --decode-each-step measures the naive data pipeline (decode `batch` photos with
 Pillow at every step) instead of crops from the uint8 memory-mapped cache.
@@ -18,6 +18,7 @@ import torch
 
 from neurocodec.data import ImageCache, list_images, load_rgb
 from neurocodec.model import ModelConfig, NicModel
+from neurocodec.train import train_step
 
 
 def decoded_crops(files: list, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -40,6 +41,8 @@ def decoded_crops(files: list, batch: int, crop: int, rng: np.random.Generator) 
 @click.option("--channels-last", is_flag=True)
 @click.option("--decode-each-step", is_flag=True, help="Decode photos at every step instead of using the cache.")
 @click.option("--latent-channels", default=ModelConfig.m, show_default=True)
+@click.option("--deep-channels", default=ModelConfig.n_deep, show_default=True)
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast for the convolutions.")
 def main(
     data: str,
     batch: int,
@@ -50,12 +53,14 @@ def main(
     channels_last: bool,
     decode_each_step: bool,
     latent_channels: int,
+    deep_channels: int,
+    bf16: bool,
 ) -> None:
     torch.set_num_threads(threads)
     cache = ImageCache(data)
     files = list_images(data)
     rng = np.random.default_rng(0)
-    model = NicModel(ModelConfig(m=latent_channels))
+    model = NicModel(ModelConfig(m=latent_channels, n_deep=deep_channels))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     step_model = torch.compile(model) if use_compile else model
@@ -67,16 +72,11 @@ def main(
         x = decoded_crops(files, batch, crop, rng) if decode_each_step else cache.crops(batch, crop, rng)
         x = x.contiguous(memory_format=fmt)
         level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch))
-        r = step_model(x, level)
-        bpp = (r["y_bits"] + r["z_bits"]) / (crop * crop)
-        loss = (bpp + lambdas[level] * (r["x_hat"] - x).square().mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(step_model, opt, x, level, lambdas, bf16)
     dt = (time.perf_counter() - t0) / steps
     print(
         f"m={latent_channels} batch {batch}x{crop}^2 threads {threads} compile {use_compile} "
-        f"channels_last {channels_last} decode_each_step {decode_each_step}: "
+        f"channels_last {channels_last} decode_each_step {decode_each_step} n_deep {deep_channels} bf16 {bf16}: "
         f"{dt * 1000:.0f} ms/step, {batch * crop * crop / dt / 1e6:.3f} Mpix/s"
     )
 
