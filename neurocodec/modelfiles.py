@@ -8,6 +8,7 @@ file. The current weights are `weights/nic.pt`; the ones they replaced stay in
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "nic.pt"
@@ -21,6 +22,18 @@ def identity_of(path: str | Path) -> bytes:
 def retired_path(weights: str | Path, identity: bytes) -> Path:
     """Where the retired weights with this identity live, next to `weights`."""
     return Path(weights).parent / RETIRED_DIR / f"{identity.hex()}.pt"
+
+
+def retire_weights(weights: str | Path) -> Path:
+    """Copy `weights` to its retired name before it is replaced; returns that path."""
+    weights = Path(weights)
+    dest = retired_path(weights, identity_of(weights))
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        shutil.copyfile(weights, tmp)
+        tmp.replace(dest)
+    return dest
 
 
 def availability(identity: bytes, weights: str | Path = DEFAULT_WEIGHTS) -> str:

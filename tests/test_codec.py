@@ -15,7 +15,7 @@ import neurocodec
 from neurocodec.codec import decode_symbols, gains_for
 from neurocodec.errors import NicError
 from neurocodec.format import parse
-from neurocodec.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retired_path
+from neurocodec.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retire_weights, retired_path
 from neurocodec.weights import load_weights
 
 
@@ -96,13 +96,14 @@ def test_files_of_retired_weights_still_decode(tmp_path):
     data = neurocodec.encode(smooth_image(24, 40), quality=40)
     expected = np.asarray(neurocodec.decode(data))
     newer = tmp_path / "nic.pt"
+    newer.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    old = retire_weights(newer)  # what shipping a new model does first
+    assert old == retired_path(newer, parse(data).model_id) and old.read_bytes() == newer.read_bytes()
     _other_weights(newer)
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=newer)), expected)
+    old.unlink()
     with pytest.raises(NicError, match="needs model"):
         neurocodec.decode(data, weights=newer)
-    old = retired_path(newer, parse(data).model_id)
-    old.parent.mkdir()
-    old.write_bytes(DEFAULT_WEIGHTS.read_bytes())
-    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=newer)), expected)
     # A file that merely carries the right name is not trusted.
     _other_weights(old)
     with pytest.raises(NicError, match="needs model"):
