@@ -4,7 +4,11 @@ python -m neurocodec.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt [--
 
 Training keeps the whole quality ladder, whose top levels push the transforms
 towards fidelity; `--levels` ships only the lowest N of them, for when the top
-ones do not yet beat JPEG (benchmarks/rd_valid.py says which).
+ones do not yet beat JPEG (benchmarks/compare_weights.py says which).
+`--candidate` instead writes a model that does not beat the shipped one yet as
+weights/candidate.pt (the float model alone) to be committed, so the next
+training run continues it rather than starting over; shipping removes a
+candidate that the shipped weights have overtaken.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 
 from .data import ImageCache
 from .modelfiles import retire_weights
-from .train import load_start
+from .train import DEFAULT_CANDIDATE, load_start, save_candidate, trained_pixels
 from .weights import export_weights
 
 
@@ -32,10 +36,21 @@ from .weights import export_weights
     show_default=True,
     help="Keep the weights being replaced as retired/<model>.pt next to --out, so files made with them still decode.",
 )
-def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool) -> None:
+@click.option(
+    "--candidate",
+    "as_candidate",
+    is_flag=True,
+    help=f"Write the float model to {DEFAULT_CANDIDATE} for training to resume, instead of shipping it.",
+)
+def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_candidate: bool) -> None:
     """Export a checkpoint (float model) with its integer tables for coding."""
     torch.set_num_threads(2)
     model, _, progress = load_start(Path(ckpt), Path("/nonexistent"))
+    candidate = Path(out).parent / Path(DEFAULT_CANDIDATE).name
+    if as_candidate:
+        save_candidate(model, progress, candidate)
+        click.echo(f"wrote {candidate} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
+        return
     if levels is not None:
         if levels > model.cfg.levels:
             raise click.BadParameter(f"the model has only {model.cfg.levels} levels", param_hint="--levels")
@@ -46,6 +61,9 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool) -> No
         click.echo(f"kept the weights it replaces as {old}")
     export_weights(model, out, progress, calib)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
+    if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:
+        candidate.unlink()
+        click.echo(f"removed {candidate}: the shipped weights have overtaken it")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     python -m neurocodec.train --data ../shared/data/train --valid ../shared/data/valid
 
 It resumes from the local checkpoint (with optimizer state) if there is one,
-otherwise from the shipped weights, so training always continues the model
-that users have. `--export` writes the shipped weights (with their integer
+otherwise from the shipped weights or, when it has trained longer, the
+committed candidate (weights/candidate.pt), so training never starts over. `--export` writes the shipped weights (with their integer
 tables) at every checkpoint.
 """
 
@@ -23,6 +23,8 @@ from .atomic import save_atomic
 from .data import ImageCache, list_images, load_rgb
 from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel, Placement, embed
 from .weights import export_weights, load_float_model
+
+DEFAULT_CANDIDATE = "weights/candidate.pt"
 
 
 def train_step(
@@ -82,22 +84,54 @@ def _grow_adam_state(opt_state: dict, model: NicModel, place: Placement, new_sha
         st["exp_avg"], st["exp_avg_sq"] = avg, sq
 
 
+def _read_checkpoint(path: Path) -> tuple[NicModel, dict | None, dict]:
+    c = torch.load(path, map_location="cpu", weights_only=True)
+    model = NicModel(ModelConfig.from_dict(c["config"]))
+    model.load_state_dict(c["state"])
+    return model, c.get("optimizer"), dict(c["progress"])
+
+
+def trained_pixels(path: Path) -> float:
+    return float(torch.load(path, map_location="cpu", weights_only=True)["progress"]["pixels"])
+
+
+def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
+    """The float model alone (no optimizer state, no coding tables), to resume training from.
+
+    Training state on a machine is lost with it; a model that is still behind
+    the shipped one at its middle qualities (say, just grown) is committed as
+    a candidate instead, and the next run resumes it (`load_start`).
+    """
+    save_atomic({"config": model.cfg.to_dict(), "state": model.state_dict(), "progress": dict(progress)}, path)
+
+
 def load_start(
-    ckpt: Path, shipped: Path, latent_channels: int | None = None, deep_channels: int | None = None
+    ckpt: Path,
+    shipped: Path,
+    latent_channels: int | None = None,
+    deep_channels: int | None = None,
+    candidate: Path | None = None,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
-    A model trained on another quality ladder moves to the ladder this code
+    The local checkpoint if there is one; otherwise whichever of the shipped
+    weights and the committed candidate has seen more training pixels. A
+    model trained on another quality ladder moves to the ladder this code
     defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
     channels or `deep_channels` channels at 1/8 resolution grows them; all of
     them keep what they learned.
     """
     opt_state = None
+    use_candidate = (
+        candidate is not None
+        and candidate.exists()
+        and (not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped))
+    )
     if ckpt.exists():
-        c = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model = NicModel(ModelConfig.from_dict(c["config"]))
-        model.load_state_dict(c["state"])
-        opt_state, progress = c.get("optimizer"), c["progress"]
+        model, opt_state, progress = _read_checkpoint(ckpt)
+    elif use_candidate:
+        print(f"resuming the candidate {candidate}", flush=True)
+        model, _, progress = _read_checkpoint(candidate)
     elif shipped.exists():
         model, progress = load_float_model(shipped)
     else:
@@ -167,6 +201,12 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     "--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Local checkpoint with optimizer state."
 )
 @click.option(
+    "--candidate",
+    default=DEFAULT_CANDIDATE,
+    show_default=True,
+    help="Committed model not shipped yet; used when it has seen more pixels than the shipped weights.",
+)
+@click.option(
     "--minutes", default=60.0, show_default=True, help="Stop after this much training time (pauses do not count)."
 )
 @click.option("--batch", default=8, show_default=True)
@@ -210,6 +250,7 @@ def main(
     valid,
     shipped,
     ckpt,
+    candidate,
     minutes,
     batch,
     crop,
@@ -233,7 +274,7 @@ def main(
     """
     torch.set_num_threads(threads)
     ckpt, shipped = Path(ckpt), Path(shipped)
-    model, opt_state, progress = load_start(ckpt, shipped, latent_channels, deep_channels)
+    model, opt_state, progress = load_start(ckpt, shipped, latent_channels, deep_channels, Path(candidate))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)

@@ -115,3 +115,28 @@ def test_run_clock_skips_pauses_but_counts_steady_work():
     for _ in range(50):
         clock.tick(2.0)  # the machine got slower: that is real training time
     assert clock.seconds > 80.0 + 95.0
+
+
+def test_training_resumes_a_committed_candidate_only_when_it_has_trained_longer(tmp_path):
+    from click.testing import CliRunner
+
+    from neurocodec import export
+    from neurocodec.model import DEFAULT_LAMBDAS
+    from neurocodec.modelfiles import DEFAULT_WEIGHTS
+    from neurocodec.train import load_start, save_candidate, trained_pixels
+
+    ckpt = tmp_path / "ckpt.pt"
+    save_candidate(small(lambdas=DEFAULT_LAMBDAS), {"step": 5, "pixels": 1e15}, ckpt)
+    out = tmp_path / "w" / "nic.pt"
+    out.parent.mkdir()
+    r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--candidate"])
+    assert r.exit_code == 0, r.output
+    candidate = out.parent / "candidate.pt"
+    assert not out.exists() and trained_pixels(candidate) == 1e15
+
+    missing = tmp_path / "no-ckpt.pt"
+    model, opt_state, progress = load_start(missing, DEFAULT_WEIGHTS, candidate=candidate)
+    assert model.cfg.m == 12 and progress["step"] == 5 and opt_state is None
+    save_candidate(small(lambdas=DEFAULT_LAMBDAS), {"step": 5, "pixels": 1.0}, candidate)
+    model, _, progress = load_start(missing, DEFAULT_WEIGHTS, candidate=candidate)
+    assert model.cfg.m != 12 and progress["pixels"] == trained_pixels(DEFAULT_WEIGHTS)
