@@ -46,8 +46,9 @@ def main(shipped: str, candidate: str) -> None:
         return
     beats = 0
     for i, (bpp, psnr) in enumerate(new["nic"]):
-        ratio = bpp / rate_at_psnr(jpeg, psnr)
-        print(f"  level {i:2d}: {bpp:.3f} bpp {psnr:.2f} dB, {ratio:.3f} x JPEG's bytes")
+        ratio = bpp / rate_at_psnr(jpeg, psnr)  # nan outside JPEG's sweep: not counted as a win
+        versus = f"{ratio:.3f} x JPEG's bytes" if ratio == ratio else "outside JPEG's measured range"
+        print(f"  level {i:2d}: {bpp:.3f} bpp {psnr:.2f} dB, {versus}")
         beats = i + 1 if ratio < 1 and beats == i else beats
     print(f"the lowest {beats} levels beat JPEG (export --levels {beats})")
 
