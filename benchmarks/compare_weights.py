@@ -13,6 +13,7 @@ Both files must come from the same image set.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -47,7 +48,7 @@ def main(shipped: str, candidate: str) -> None:
     beats = 0
     for i, (bpp, psnr) in enumerate(new["nic"]):
         ratio = bpp / rate_at_psnr(jpeg, psnr)  # nan outside JPEG's sweep: not counted as a win
-        versus = f"{ratio:.3f} x JPEG's bytes" if ratio == ratio else "outside JPEG's measured range"
+        versus = f"{ratio:.3f} x JPEG's bytes" if math.isfinite(ratio) else "outside JPEG's measured range"
         print(f"  level {i:2d}: {bpp:.3f} bpp {psnr:.2f} dB, {versus}")
         beats = i + 1 if ratio < 1 and beats == i else beats
     print(f"the lowest {beats} levels beat JPEG (export --levels {beats})")
