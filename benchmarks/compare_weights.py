@@ -21,14 +21,11 @@ import click
 from neurocodec.bench import bd_psnr, bd_rate, rate_at_psnr
 
 
-def load_curves(path: str) -> tuple[list[str], dict[str, list[tuple[float, float]]]]:
-    """(image names, {codec: [(bpp, psnr)]}) from rd_valid's --out or --save-result JSON."""
+def load_curves(path: str) -> dict[str, list[tuple[float, float]]]:
+    """{codec: [(bpp, psnr)]} from rd_valid's --out or --save-result JSON."""
     d = json.loads(Path(path).read_text())
-    if "curves" in d:  # --save-result
-        names, curves = d["images"], d["curves"]
-    else:  # --out
-        names, curves = [d["images"], d["n_images"]], {"nic": d["nic"], **d["refs"]}
-    return [str(n) for n in names], {k: [(p["bpp"], p["psnr"]) for p in v] for k, v in curves.items()}
+    curves = d["curves"] if "curves" in d else {"nic": d["nic"], **d["refs"]}  # --save-result / --out
+    return {k: [(p["bpp"], p["psnr"]) for p in v] for k, v in curves.items()}
 
 
 @click.command()
@@ -36,8 +33,8 @@ def load_curves(path: str) -> tuple[list[str], dict[str, list[tuple[float, float
 @click.argument("candidate", type=click.Path(exists=True, dir_okay=False))
 def main(shipped: str, candidate: str) -> None:
     """Compare the nic curve of CANDIDATE with that of SHIPPED (rd_valid.py JSON files)."""
-    _, old = load_curves(shipped)
-    _, new = load_curves(candidate)
+    old = load_curves(shipped)
+    new = load_curves(candidate)
     print(
         f"candidate vs shipped: BD-rate {bd_rate(old['nic'], new['nic']):+.1f} %, "
         f"BD-PSNR {bd_psnr(old['nic'], new['nic']):+.2f} dB (common PSNR range)"

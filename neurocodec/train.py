@@ -4,8 +4,9 @@
 
 It resumes from the local checkpoint (with optimizer state) if there is one,
 otherwise from the shipped weights or, when it has trained longer, the
-committed candidate (weights/candidate.pt), so training never starts over. `--export` writes the shipped weights (with their integer
-tables) at every checkpoint.
+committed candidate (weights/candidate.pt), so training never starts over.
+`--export` writes the shipped weights (with their integer tables) at every
+checkpoint.
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ def trained_pixels(path: Path) -> float:
     return float(torch.load(path, map_location="cpu", weights_only=True)["progress"]["pixels"])
 
 
+def _candidate_leads(candidate: Path | None, shipped: Path) -> bool:
+    """Whether the committed candidate has trained longer than the shipped weights (or is all there is)."""
+    if candidate is None or not candidate.exists():
+        return False
+    return not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped)
+
+
 def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
     """The float model alone (no optimizer state, no coding tables), to resume training from.
 
@@ -122,14 +130,9 @@ def load_start(
     them keep what they learned.
     """
     opt_state = None
-    use_candidate = (
-        candidate is not None
-        and candidate.exists()
-        and (not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped))
-    )
     if ckpt.exists():
         model, opt_state, progress = _read_checkpoint(ckpt)
-    elif use_candidate:
+    elif _candidate_leads(candidate, shipped):
         print(f"resuming the candidate {candidate}", flush=True)
         model, _, progress = _read_checkpoint(candidate)
     elif shipped.exists():
