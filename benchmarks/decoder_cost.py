@@ -46,7 +46,7 @@ def _macs(module: nn.Module, run) -> int:
 
 
 def costs(cfg: ModelConfig) -> dict[str, float]:
-    """MACs per image pixel of g_s, h_s (the decoder) and g_a, h_a (the encoder)."""
+    """MACs per image pixel of g_s, h_s with the context model (the decoder) and g_a, h_a (the encoder)."""
     model = NicModel(cfg).eval()
     x = torch.zeros(1, 3, H, W)
     y = model.analysis(x)
@@ -54,7 +54,11 @@ def costs(cfg: ModelConfig) -> dict[str, float]:
     px = H * W
     return {
         "g_s": _macs(model.g_s, lambda: model.g_s(y)) / px,
-        "h_s": _macs(model.h_s, lambda: model.h_s(z)) / px,
+        "h_s": (
+            _macs(model.h_s, lambda: model.h_s(z))
+            + (_macs(model.context, lambda: model.context(y)) if model.context else 0)
+        )
+        / px,
         "g_a": _macs(model.g_a, lambda: model.g_a(x)) / px,
         "h_a": _macs(model.h_a, lambda: model.h_a(y)) / px,
     }
@@ -68,9 +72,12 @@ def main(weights: str | None) -> None:
     cfg = load_weights(weights or DEFAULT_WEIGHTS).model.cfg
     ours = costs(cfg)
     ref = costs(ModelConfig(n=128, m=192, nz=128, nh=192))
-    print("| network | g_s | h_s | decoder (g_s + h_s) | g_a + h_a |")
+    print("| network | g_s | h_s (+ context) | decoder | g_a + h_a |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name, c in ((f"nic n={cfg.n}, m={cfg.m}", ours), ("hyperprior 128/192 (reference)", ref)):
+    for name, c in (
+        (f"nic n={cfg.n}, m={cfg.m}" + (f", context {cfg.nc}" if cfg.nc else ""), ours),
+        ("hyperprior 128/192 (reference)", ref),
+    ):
         print(
             f"| {name} | {c['g_s']:,.0f} | {c['h_s']:,.0f} | {c['g_s'] + c['h_s']:,.0f} | {c['g_a'] + c['h_a']:,.0f} |"
         )

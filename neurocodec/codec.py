@@ -21,6 +21,8 @@ from .coder import SectionDecoder, encode_sections
 from .errors import NicError
 from .format import NicFile, parse
 from .imageio import ImageLike, Prepared, assemble, prepare
+from .intnet import OUT_FRAC_BITS, OUT_MAX
+from .model import anchor_mask
 from .tables import SCALE_FRAC_BITS
 from .weights import DEFAULT_WEIGHTS, GAIN_FRAC_BITS, Weights, load_weights, weights_for
 
@@ -132,6 +134,45 @@ def _gained(
     return idx.numpy(), mean_g, gain
 
 
+def _ungained_q(y_sym: torch.Tensor, mean_q: torch.Tensor, gain_q: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """Decoded y before the gain, y_sym / gain + mean, exactly, in units of 2**-frac_bits (rounded)."""
+    g = gain_q.view(1, -1, 1, 1)
+    num = y_sym.to(torch.int64) << (GAIN_FRAC_BITS + frac_bits)
+    y_q = torch.div(2 * num + g, 2 * g, rounding_mode="floor")
+    if frac_bits >= OUT_FRAC_BITS:
+        return y_q + (mean_q << (frac_bits - OUT_FRAC_BITS))
+    return y_q + ((mean_q + (1 << (OUT_FRAC_BITS - 1 - frac_bits))) >> (OUT_FRAC_BITS - frac_bits))
+
+
+def _with_anchors(
+    w: Weights,
+    mean_q: torch.Tensor,
+    scale_q: torch.Tensor,
+    y_sym: torch.Tensor,
+    gain_q: torch.Tensor,
+    reference: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact Q8 mean and scale of every y once the anchors of y_sym are decoded (checkerboard context).
+
+    Only the anchors of y_sym are read; the anchors' own parameters stay the hyperprior's.
+    """
+    assert w.context is not None
+    anchors = anchor_mask(y_sym.shape[2], y_sym.shape[3])
+    decoded = torch.where(anchors, _ungained_q(y_sym, mean_q, gain_q, w.context.frac_bits), 0)
+    d_mean, d_scale = w.context(decoded, reference=reference)
+    mean_q = torch.where(anchors, mean_q, (mean_q + d_mean).clamp(-OUT_MAX, OUT_MAX))
+    scale_q = torch.where(anchors, scale_q, (scale_q + d_scale).clamp(-OUT_MAX, OUT_MAX))
+    return mean_q, scale_q
+
+
+def _anchor_split(w: Weights, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """Which y positions each coded y section holds: all of them, or anchors then the rest."""
+    if w.context is None:
+        return [np.ones(shape, dtype=bool)]
+    anchors = np.broadcast_to(anchor_mask(shape[2], shape[3]).numpy(), shape)
+    return [anchors, ~anchors]
+
+
 def _z_index(w: Weights, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape)
 
@@ -182,8 +223,14 @@ def analyse(image: ImageLike, device: str = "auto", weights: str | os.PathLike =
 
 
 def _symbols(a: Analysis, q100: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, torch.Tensor]:
-    idx, mean_g, gain = _gained(a.w, a.mean_q, a.scale_q, gains_for(a.w.gains, q100))
+    gain_q = gains_for(a.w.gains, q100)
+    idx, mean_g, gain = _gained(a.w, a.mean_q, a.scale_q, gain_q)
     y_sym = torch.round(a.y.to(torch.float64) * gain - mean_g).to(torch.int64)
+    if a.w.context is not None:
+        # The anchors' symbols stand; the rest are rounded around their refined means.
+        mean_q, scale_q = _with_anchors(a.w, a.mean_q, a.scale_q, y_sym, gain_q)
+        idx, mean_g, gain = _gained(a.w, mean_q, scale_q, gain_q)
+        y_sym = torch.round(a.y.to(torch.float64) * gain - mean_g).to(torch.int64)
     return y_sym, idx, mean_g, gain
 
 
@@ -191,11 +238,10 @@ def code(a: Analysis, q100: int) -> bytes:
     """The .nic file of an analysed image at quality q100 (quality x 100)."""
     y_sym, idx, _, _ = _symbols(a, q100)
     w = a.w
+    y_np = y_sym.numpy()
     ans, overflow = encode_sections(
-        [
-            (a.z.numpy(), _z_index(w, tuple(a.z.shape)), w.z_tables),
-            (y_sym.numpy(), idx, w.y_tables),
-        ]
+        [(a.z.numpy(), _z_index(w, tuple(a.z.shape)), w.z_tables)]
+        + [(y_np[part], idx[part], w.y_tables) for part in _anchor_split(w, y_np.shape)]
     )
     height, width = a.img.rgb.shape[:2]
     return NicFile(width, height, q100, w.identity, ans, overflow, a.img.layout, a.img.chunks()).to_bytes()
@@ -260,11 +306,17 @@ def _decode_latents(
     shape_z = (1, w.z_tables.lengths.shape[0], hz, wz)
     z = torch.from_numpy(dec.decode(_z_index(w, shape_z), w.z_tables))
     gain_q = gains_for(w.gains, f.quality_x100)
-    mean_q, scale_q = _hyper_params(w, z, (hy, wy), reference=exact_path == "int64")
+    reference = exact_path == "int64"
+    mean_q, scale_q = _hyper_params(w, z, (hy, wy), reference=reference)
     idx, mean_g, gain = _gained(w, mean_q, scale_q, gain_q)
-    y_sym = torch.from_numpy(dec.decode(idx, w.y_tables))
+    y_sym = np.zeros(idx.shape, dtype=np.int64)
+    for i, part in enumerate(_anchor_split(w, idx.shape)):
+        if i:  # the rest, once the anchors are known
+            mean_q, scale_q = _with_anchors(w, mean_q, scale_q, torch.from_numpy(y_sym), gain_q, reference)
+            idx, mean_g, gain = _gained(w, mean_q, scale_q, gain_q)
+        y_sym[part] = dec.decode(idx[part], w.y_tables)
     dec.finish()
-    return z, y_sym, mean_g, gain
+    return z, torch.from_numpy(y_sym), mean_g, gain
 
 
 def _open(data: bytes, weights: str | os.PathLike, max_pixels: int | None) -> tuple[NicFile, Weights]:

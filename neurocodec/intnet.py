@@ -143,16 +143,42 @@ class IntHyperSynthesis:
         return cls([IntLayer.from_dict(d) for d in items])
 
 
-@torch.no_grad()
-def quantize_hyper_synthesis(h_s: torch.nn.Sequential, z_samples: Tensor) -> IntHyperSynthesis:
-    """Fixed-point version of a float h_s, calibrated on typical z (integers).
+class IntContext:
+    """The checkerboard context evaluated exactly: fixed-point anchors -> Q8 mean and scale corrections.
 
-    Per-output-channel int8 weight scales; activation scales from the largest
-    activation seen on `z_samples`, with headroom.
+    Input: the decoded anchors, un-gained, as integers in units of
+    2**-frac_bits, zero at the other positions (see `codec`). Output: Q8
+    corrections of every position's mean and scale; the caller keeps those of
+    the non-anchors.
     """
-    convs = [m for m in h_s if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-    x_float = z_samples.double()
-    s_in = 1.0
+
+    def __init__(self, layers: list[IntLayer], frac_bits: int) -> None:
+        self.layers = layers
+        self.frac_bits = frac_bits
+
+    def __call__(self, anchors_q: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
+        x = anchors_q.to(torch.int64).clamp(-ACT_MAX, ACT_MAX)
+        for layer in self.layers:
+            x = layer(x, reference)
+        d_mean, d_scale = x.chunk(2, dim=1)
+        return d_mean, d_scale
+
+    def to_dict(self) -> dict:
+        return {"frac_bits": self.frac_bits, "layers": [layer.to_dict() for layer in self.layers]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> IntContext:
+        return cls([IntLayer.from_dict(x) for x in d["layers"]], int(d["frac_bits"]))
+
+
+def _quantize_convs(convs: list, x_float: Tensor, s_in: float) -> list[IntLayer]:
+    """Fixed-point layers for a chain of float convolutions (ReLU between them).
+
+    x_float: typical real inputs of the first layer; s_in: the real value of
+    one unit of its integer input. Per-output-channel int8 weight scales;
+    hidden activation scales from the largest activation seen, with headroom;
+    the last layer outputs Q8 (`OUT_FRAC_BITS`).
+    """
     layers: list[IntLayer] = []
     for i, m in enumerate(convs):
         last = i == len(convs) - 1
@@ -187,4 +213,30 @@ def quantize_hyper_synthesis(h_s: torch.nn.Sequential, z_samples: Tensor) -> Int
         layers.append(IntLayer(w_int, b_int, mult, shift, stride, transposed, relu=not last))
         x_float = y
         s_in = s_out
-    return IntHyperSynthesis(layers)
+    return layers
+
+
+def _convs(module: torch.nn.Module) -> list:
+    return [m for m in module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+
+
+@torch.no_grad()
+def quantize_hyper_synthesis(h_s: torch.nn.Sequential, z_samples: Tensor) -> IntHyperSynthesis:
+    """Fixed-point version of a float h_s, calibrated on typical z (integers)."""
+    return IntHyperSynthesis(_quantize_convs(_convs(h_s), z_samples.double(), 1.0))
+
+
+CONTEXT_MAX_FRAC_BITS = 12
+
+
+@torch.no_grad()
+def quantize_context(context: torch.nn.Module, anchor_samples: Tensor) -> IntContext:
+    """Fixed-point version of a float context model, calibrated on typical decoded anchors (un-gained).
+
+    The input's fixed-point precision is the finest that keeps the largest
+    sample, with headroom, inside int16.
+    """
+    peak = max(float(anchor_samples.abs().max()) * 1.5, 1e-3)
+    frac_bits = int(min(max(int(torch.floor(torch.log2(torch.tensor(ACT_MAX / peak)))), 0), CONTEXT_MAX_FRAC_BITS))
+    x = torch.round(anchor_samples.double() * 2.0**frac_bits) * 2.0**-frac_bits
+    return IntContext(_quantize_convs(_convs(context), x, 2.0**-frac_bits), frac_bits)

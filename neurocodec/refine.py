@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from .codec import MARGIN, TILE, Y_STRIDE, Z_STRIDE, Analysis, _hyper_params, _tiles, code, gains_for, reconstruct
 from .entropy_models import gaussian_likelihood
 from .errors import NicError
+from .model import anchor_mask
 from .weights import GAIN_FRAC_BITS
 
 # Optimisation steps of each effort level; level 0 is the plain single pass.
@@ -191,6 +192,7 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
     u = (y * gain).requires_grad_(True)  # gained y: its quantisation bins are 1 wide
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([u, z], lr=LEARNING_RATE)
+    anchors = anchor_mask(hy, wy, dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(SEED)
 
@@ -202,9 +204,12 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
             z_soft = _sga_round(z, tau, gen)
             z_bits = -torch.log2(model.z_density.likelihood(z_soft)).sum()
             mean, scale = model.split_params(model.h_s(z_soft))
-            mean_g = mean[:, :, :hy, :wy] * gain
-            scale_g = scale[:, :, :hy, :wy] * gain
-            v_soft = _sga_round(u - mean_g, tau, gen)
+            mean, scale = mean[:, :, :hy, :wy], scale[:, :, :hy, :wy]
+            v_soft = _sga_round(u - mean * gain, tau, gen)
+            if model.context is not None:  # the anchors as rounded, then the rest around refined means
+                mean, scale = model.with_anchors(mean, scale, v_soft / gain + mean)
+                v_soft = torch.where(anchors, v_soft, _sga_round(u - mean * gain, tau, gen))
+            mean_g, scale_g = mean * gain, scale * gain
             y_bits = -torch.log2(gaussian_likelihood(v_soft, scale_g)).sum()
             y_hat = (v_soft + mean_g) / gain
             _, d_grad = _distortion_grad(model, y_hat, x)

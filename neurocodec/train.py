@@ -85,6 +85,14 @@ def _grow_adam_state(opt_state: dict, model: NicModel, place: Placement, new_sha
         st["exp_avg"], st["exp_avg_sq"] = avg, sq
 
 
+def _renumber_adam_state(opt_state: dict, old: NicModel, new: NicModel) -> None:
+    """Adam's state is keyed by parameter position: follow each tensor by name into a model with more of them."""
+    old_names = [k for k, _ in old.named_parameters()]
+    new_index = {k: i for i, (k, _) in enumerate(new.named_parameters())}
+    opt_state["state"] = {new_index[old_names[i]]: st for i, st in opt_state["state"].items()}
+    opt_state["param_groups"][0]["params"] = list(range(len(new_index)))
+
+
 def _read_checkpoint(path: Path) -> tuple[NicModel, dict | None, dict]:
     c = torch.load(path, map_location="cpu", weights_only=True)
     model = NicModel(ModelConfig.from_dict(c["config"]))
@@ -119,6 +127,7 @@ def load_start(
     latent_channels: int | None = None,
     deep_channels: int | None = None,
     candidate: Path | None = None,
+    context_channels: int | None = None,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
@@ -126,8 +135,9 @@ def load_start(
     weights and the committed candidate has seen more training pixels. A
     model trained on another quality ladder moves to the ladder this code
     defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
-    channels or `deep_channels` channels at 1/8 resolution grows them; all of
-    them keep what they learned.
+    channels or `deep_channels` channels at 1/8 resolution grows them, and
+    one without a context model gets one of `context_channels`; all of them
+    keep what they learned.
     """
     opt_state = None
     if ckpt.exists():
@@ -159,6 +169,12 @@ def load_start(
         grown, place = model.deepened(deep_channels)
         if opt_state is not None:
             _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
+        model = grown
+    if context_channels and model.context is None:
+        print(f"adding a checkerboard context model of {context_channels} channels", flush=True)
+        grown = model.with_context(context_channels)
+        if opt_state is not None:
+            _renumber_adam_state(opt_state, model, grown)
         model = grown
     return model, opt_state, progress
 
@@ -240,6 +256,12 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     type=int,
     help="Widen the 1/8-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
 )
+@click.option(
+    "--context-channels",
+    default=None,
+    type=int,
+    help="Give a model without one a checkerboard context model of this many channels (same function at first).",
+)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
@@ -264,6 +286,7 @@ def main(
     valid_images,
     latent_channels,
     deep_channels,
+    context_channels,
     threads,
     export,
     seed,
@@ -277,7 +300,9 @@ def main(
     """
     torch.set_num_threads(threads)
     ckpt, shipped = Path(ckpt), Path(shipped)
-    model, opt_state, progress = load_start(ckpt, shipped, latent_channels, deep_channels, Path(candidate))
+    model, opt_state, progress = load_start(
+        ckpt, shipped, latent_channels, deep_channels, Path(candidate), context_channels
+    )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)

@@ -17,8 +17,8 @@ import torch
 
 from .atomic import save_atomic
 from .errors import NicError
-from .intnet import IntHyperSynthesis, quantize_hyper_synthesis
-from .model import ModelConfig, NicModel
+from .intnet import IntContext, IntHyperSynthesis, quantize_context, quantize_hyper_synthesis
+from .model import ModelConfig, NicModel, anchor_mask, ste_round
 from .modelfiles import DEFAULT_WEIGHTS, identity_of, retired_path
 from .tables import TableSet, gaussian_tables, scale_thresholds, z_tables
 
@@ -33,6 +33,7 @@ class Weights:
 
     model: NicModel
     hyper: IntHyperSynthesis
+    context: IntContext | None  # None: y is coded in one pass, from the hyperprior alone
     y_tables: TableSet
     z_tables: TableSet
     thresholds: torch.Tensor  # int64 Q24
@@ -71,8 +72,12 @@ def export_weights(model: NicModel, path: str | Path, progress: dict, calib: tor
     """
     was_training = model.training
     model.eval()
-    z_samples = model.h_a(model.analysis(calib)).round()
+    y = model.analysis(calib)
+    z_samples = model.h_a(y).round()
     hyper = quantize_hyper_synthesis(model.h_s, z_samples)
+    context = None
+    if model.context is not None:
+        context = quantize_context(model.context, _anchor_samples(model, y, z_samples))
     model.train(was_training)
     gains = torch.round(model.log_gain.detach().double().exp() * 2.0**GAIN_FRAC_BITS).to(torch.int64)
     obj = {
@@ -81,6 +86,7 @@ def export_weights(model: NicModel, path: str | Path, progress: dict, calib: tor
         "config": model.cfg.to_dict(),
         "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "hyper": hyper.to_list(),
+        **({"context": context.to_dict()} if context is not None else {}),
         "y_tables": gaussian_tables().to_dict(),
         "z_tables": z_tables(model.z_density).to_dict(),
         "thresholds": torch.from_numpy(scale_thresholds()),
@@ -88,6 +94,17 @@ def export_weights(model: NicModel, path: str | Path, progress: dict, calib: tor
         "progress": dict(progress),
     }
     save_atomic(obj, path)
+
+
+def _anchor_samples(model: NicModel, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Decoded anchors (un-gained, zero elsewhere) at every quality level, as the context sees them."""
+    mean, _ = model.split_params(model.h_s(z))
+    anchors = anchor_mask(y.shape[2], y.shape[3])
+    out = []
+    for gain in model.log_gain.detach().exp():
+        g = gain.view(1, -1, 1, 1)
+        out.append((ste_round((y - mean) * g) / g + mean) * anchors)
+    return torch.cat(out)
 
 
 def _read(path: Path) -> dict:
@@ -132,6 +149,7 @@ def _load(path: Path, mtime_ns: int, size: int) -> Weights:
     return Weights(
         model=model,
         hyper=IntHyperSynthesis.from_list(obj["hyper"]),
+        context=IntContext.from_dict(obj["context"]) if "context" in obj else None,
         y_tables=TableSet.from_dict(obj["y_tables"]),
         z_tables=TableSet.from_dict(obj["z_tables"]),
         thresholds=obj["thresholds"].to(torch.int64),

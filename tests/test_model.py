@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from neurocodec.model import ModelConfig, NicModel
-from neurocodec.train import RunClock, _grow_adam_state
+from neurocodec.model import ModelConfig, NicModel, anchor_mask
+from neurocodec.train import RunClock, _grow_adam_state, _renumber_adam_state
 
 
 def small(m: int = 12, lambdas=(0.01, 0.1)) -> NicModel:
@@ -97,6 +97,42 @@ def test_deepened_model_is_the_same_function_with_live_new_channels():
     sq = opt2.state[deep.g_s[1].gamma_sqrt]["exp_avg_sq"]
     assert sq.shape == (20, 20) and torch.equal(sq[:8, :8], old_sq)
     assert torch.allclose(sq[8:, :], torch.full((12, 20), old_sq.mean().item()))
+
+
+def test_added_context_model_starts_as_the_same_function_and_then_learns_only_from_anchors():
+    model = small()
+    x = torch.rand(2, 3, 128, 128) * 255
+    level = torch.tensor([0, 1])
+    with_ctx = model.with_context(16)
+    assert with_ctx.cfg.nc == 16 and model.context is None
+    torch.manual_seed(1)
+    ref = model.train()(x, level)
+    torch.manual_seed(1)
+    out = with_ctx.train()(x, level)
+    assert torch.equal(out["x_hat"], ref["x_hat"]) and torch.allclose(out["y_bits"], ref["y_bits"])
+    # Adam's state follows every old tensor by name; the context's own starts empty.
+    opt = torch.optim.Adam(model.parameters())
+    (ref["y_bits"].sum() + ref["x_hat"].square().mean()).backward()
+    opt.step()
+    state = opt.state_dict()
+    _renumber_adam_state(state, model, with_ctx)
+    opt2 = torch.optim.Adam(with_ctx.parameters())
+    opt2.load_state_dict(state)
+    old, new = dict(model.named_parameters()), dict(with_ctx.named_parameters())
+    for name in old:
+        if opt.state[old[name]]:
+            assert torch.equal(opt2.state[new[name]]["exp_avg"], opt.state[old[name]]["exp_avg"])
+    assert not opt2.state[new["context.out.weight"]]
+    # A trained context corrects the non-anchors from the anchors only.
+    with torch.no_grad():
+        with_ctx.context.out.weight.normal_()
+        mean, scale = torch.zeros(1, 12, 6, 6), torch.ones(1, 12, 6, 6)
+        y_hat = torch.randn(1, 12, 6, 6)
+        m1, s1 = with_ctx.with_anchors(mean, scale, y_hat)
+        anchors = anchor_mask(6, 6)
+        m2, s2 = with_ctx.with_anchors(mean, scale, torch.where(anchors, y_hat, torch.randn(1, 12, 6, 6)))
+    assert torch.equal(m1, m2) and torch.equal(s1, s2)
+    assert torch.all(m1[anchors.expand_as(m1)] == 0) and m1[~anchors.expand_as(m1)].abs().sum() > 0
 
 
 def test_weights_without_a_deep_width_load_as_before():
