@@ -33,7 +33,8 @@ class ModelConfig:
     m: int = 256  # latent channels of y
     n_deep: int = 128  # channels of the 1/8-resolution layer of g_a and g_s
     nz: int = 64  # channels of the hyper-latent z
-    nh: int = 96  # hidden channels of the hyper-synthesis
+    nh0: int = 64  # channels of the hyper-synthesis' first hidden layer (1/4 of y's resolution)
+    nh: int = 96  # channels of its second hidden layer (y's resolution)
     nc: int = 0  # hidden channels of the checkerboard context model (0: hyperprior only)
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
@@ -52,6 +53,7 @@ class ModelConfig:
         d["lambdas"] = tuple(d["lambdas"])
         d.setdefault("n_deep", d["n"])  # weights from before the 1/8 layer had its own width
         d.setdefault("nc", 0)  # weights from before the context model
+        d.setdefault("nh0", d["n"])  # weights from before the hyper-synthesis had its own width
         return cls(**d)
 
 
@@ -116,9 +118,9 @@ class HyperSynthesis(nn.Sequential):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(
-            deconv(cfg.nz, cfg.n, 5, 2),
+            deconv(cfg.nz, cfg.nh0, 5, 2),
             nn.ReLU(),
-            deconv(cfg.n, cfg.nh, 5, 2),
+            deconv(cfg.nh0, cfg.nh, 5, 2),
             nn.ReLU(),
             conv(cfg.nh, 2 * cfg.m, 3, 1),
         )
@@ -268,39 +270,80 @@ class NicModel(nn.Module):
 
         Those layers hold about one value per pixel at n_deep=64, a bottleneck
         next to the 16 per pixel at 1/2 resolution, and they are cheap to widen
-        because they run on 1/64 of the pixels. New channels get random filters
-        at the old ones' typical norm (so they carry signal and learn), their
-        own divisive normalisation only, and zero weights into the next layer,
-        so the output is unchanged until training puts them to use.
+        because they run on 1/64 of the pixels. See `_with_more_channels`.
         """
-        old = self.cfg.n_deep
-        if n_deep <= old:
-            raise ValueError(f"can only widen the 1/8-resolution layers ({old} -> {n_deep})")
-        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "n_deep": n_deep}))
+        if n_deep <= self.cfg.n_deep:
+            raise ValueError(f"can only widen the 1/8-resolution layers ({self.cfg.n_deep} -> {n_deep})")
+        return self._with_more_channels(
+            "n_deep", n_deep, producers=("g_a.4", "g_s.0"), consumers=("g_a.6", "g_s.2"), gdns=("g_a.5", "g_s.1")
+        )
+
+    def broadened(self, n: int) -> tuple[NicModel, Placement]:
+        """This model with `n` channels in its 1/2- and 1/4-resolution layers, the same function.
+
+        Their width caps how much fine texture the transforms can reproduce at
+        any rate (measured: benchmarks/ceiling.py); they are the expensive
+        layers, so they grow last. See `_with_more_channels`.
+        """
+        if n <= self.cfg.n:
+            raise ValueError(f"can only widen the 1/2- and 1/4-resolution layers ({self.cfg.n} -> {n})")
+        return self._with_more_channels(
+            "n",
+            n,
+            producers=("g_a.0", "g_a.2", "g_s.2", "g_s.4"),
+            consumers=("g_a.2", "g_a.4", "g_s.4", "g_s.6"),
+            gdns=("g_a.1", "g_a.3", "g_s.3", "g_s.5"),
+        )
+
+    def _with_more_channels(
+        self, field_name: str, count: int, producers: tuple, consumers: tuple, gdns: tuple
+    ) -> tuple[NicModel, Placement]:
+        """The model with `count` channels where `field_name` of the config had fewer, the same function.
+
+        producers: convolutions whose outputs grow; consumers: those whose
+        inputs grow (one may be both); gdns: the (inverse) GDNs between them.
+        New channels get random filters at the old ones' typical norm (so they
+        carry signal and learn), their own divisive normalisation only, and
+        zero weights into the next layer, so the output is unchanged until
+        training puts them to use.
+        """
+        old = getattr(self.cfg, field_name)
+        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), field_name: count}))
         keep = torch.arange(old)
-        place: Placement = {"g_a.4.weight": ((0, keep),), "g_a.4.bias": ((0, keep),)}
-        place |= {"g_a.6.weight": ((1, keep),), "g_s.0.weight": ((1, keep),), "g_s.0.bias": ((0, keep),)}
-        place |= {"g_s.2.weight": ((0, keep),)}
-        for gdn in ("g_a.5", "g_s.1"):
+        convs = dict(model.named_modules())
+
+        def out_dim(name: str) -> int:  # a transposed convolution's weight is (in, out, k, k)
+            return 1 if isinstance(convs[name], nn.ConvTranspose2d) else 0
+
+        place: Placement = {}
+        for name in set(producers) | set(consumers):
+            spec = []
+            if name in producers:
+                spec.append((out_dim(name), keep))
+                place[f"{name}.bias"] = ((0, keep),)
+            if name in consumers:
+                spec.append((1 - out_dim(name), keep))
+            place[f"{name}.weight"] = tuple(spec)
+        for gdn in gdns:
             place |= {f"{gdn}.beta_sqrt": ((0, keep),), f"{gdn}.gamma_sqrt": ((0, keep), (1, keep))}
         state = _placed(model.state_dict(), self.state_dict(), place)
-        new = slice(old, n_deep)
+        new = slice(old, count)
         with torch.no_grad():
-            for key, dim in (("g_a.4.weight", 0), ("g_s.0.weight", 1)):
-                w = state[key].movedim(dim, 0)  # a view: writes land in state[key]
+            for name in producers:
+                w = state[f"{name}.weight"].movedim(out_dim(name), 0)  # (out, in, k, k), a view into the state
                 norm = w[:old].flatten(1).norm(dim=1).mean()
                 fresh = w[new] / w[new].flatten(1).norm(dim=1).view(-1, *[1] * (w.dim() - 1))
                 w[new] = fresh * norm
-            state["g_a.4.bias"][new] = 0
-            state["g_s.0.bias"][new] = 0
-            state["g_a.6.weight"][:, new] = 0
-            state["g_s.2.weight"][new] = 0
-            for gdn in ("g_a.5", "g_s.1"):
+                state[f"{name}.bias"][new] = 0
+            for name in consumers:  # old outputs ignore the new inputs (new outputs may read them)
+                w = state[f"{name}.weight"].movedim(out_dim(name), 0)
+                w[: old if name in producers else None, new] = 0
+            for gdn in gdns:
                 beta, gamma = state[f"{gdn}.beta_sqrt"], state[f"{gdn}.gamma_sqrt"]
                 beta[new] = beta[:old].mean()
                 gamma[new, :] = 0
                 gamma[:, new] = 0
-                gamma[new, new] = torch.eye(n_deep - old) * gamma[:old, :old].diagonal().mean()
+                gamma[new, new] = torch.eye(count - old) * gamma[:old, :old].diagonal().mean()
         model.load_state_dict(state)
         return model, place
 

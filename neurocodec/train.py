@@ -128,6 +128,7 @@ def load_start(
     deep_channels: int | None = None,
     candidate: Path | None = None,
     context_channels: int | None = None,
+    channels: int | None = None,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
@@ -135,9 +136,9 @@ def load_start(
     weights and the committed candidate has seen more training pixels. A
     model trained on another quality ladder moves to the ladder this code
     defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
-    channels or `deep_channels` channels at 1/8 resolution grows them, and
-    one without a context model gets one of `context_channels`; all of them
-    keep what they learned.
+    channels, `deep_channels` channels at 1/8 resolution or `channels` at
+    1/2 and 1/4 resolution grows them, and one without a context model gets
+    one of `context_channels`; all of them keep what they learned.
     """
     opt_state = None
     if ckpt.exists():
@@ -167,6 +168,12 @@ def load_start(
     if deep_channels and deep_channels > model.cfg.n_deep:
         print(f"widening the 1/8-resolution layers from {model.cfg.n_deep} to {deep_channels} channels", flush=True)
         grown, place = model.deepened(deep_channels)
+        if opt_state is not None:
+            _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
+        model = grown
+    if channels and channels > model.cfg.n:
+        print(f"widening the 1/2- and 1/4-resolution layers from {model.cfg.n} to {channels} channels", flush=True)
+        grown, place = model.broadened(channels)
         if opt_state is not None:
             _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
         model = grown
@@ -257,6 +264,12 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     help="Widen the 1/8-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
 )
 @click.option(
+    "--channels",
+    default=None,
+    type=int,
+    help="Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
+)
+@click.option(
     "--context-channels",
     default=None,
     type=int,
@@ -286,6 +299,7 @@ def main(
     valid_images,
     latent_channels,
     deep_channels,
+    channels,
     context_channels,
     threads,
     export,
@@ -301,7 +315,7 @@ def main(
     torch.set_num_threads(threads)
     ckpt, shipped = Path(ckpt), Path(shipped)
     model, opt_state, progress = load_start(
-        ckpt, shipped, latent_channels, deep_channels, Path(candidate), context_channels
+        ckpt, shipped, latent_channels, deep_channels, Path(candidate), context_channels, channels
     )
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:

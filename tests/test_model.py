@@ -99,6 +99,29 @@ def test_deepened_model_is_the_same_function_with_live_new_channels():
     assert torch.allclose(sq[8:, :], torch.full((12, 20), old_sq.mean().item()))
 
 
+def test_broadened_model_is_the_same_function_with_live_new_channels():
+    model = small()
+    with torch.no_grad():  # trained-looking GDNs: off-diagonal coupling, varied betas
+        for gdn in (model.g_a[1], model.g_a[3], model.g_s[3], model.g_s[5]):
+            gdn.gamma_sqrt.add_(torch.rand_like(gdn.gamma_sqrt) * 0.1)
+            gdn.beta_sqrt.mul_(1 + torch.rand_like(gdn.beta_sqrt))
+        for layer in model.g_s:  # no bias-dominated activations, as only an untrained model has
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                layer.bias.zero_()
+    wide, place = model.broadened(14)
+    assert wide.cfg.n == 14 and wide.g_a[2].in_channels == wide.g_a[2].out_channels == 14
+    assert wide.g_s[4].in_channels == wide.g_s[6].in_channels == 14
+    x = torch.rand(2, 3, 128, 128) * 255
+    with torch.no_grad():
+        y = model.analysis(x)
+        assert torch.allclose(wide.analysis(x), y, atol=1e-4)
+        assert torch.allclose(wide.synthesis(y), model.synthesis(y), atol=1e-2)
+        # New channels carry signal at 1/2 and 1/4 resolution, on both sides.
+        for h in (wide.g_a[:2](x / 255 - 0.5), wide.g_a[:4](x / 255 - 0.5), wide.g_s[:4](y), wide.g_s[:6](y)):
+            assert h[:, 8:].abs().mean() > 0.2 * h[:, :8].abs().mean()
+    assert set(place) >= {"g_a.2.weight", "g_s.6.weight", "g_a.1.gamma_sqrt"}
+
+
 def test_added_context_model_starts_as_the_same_function_and_then_learns_only_from_anchors():
     model = small()
     x = torch.rand(2, 3, 128, 128) * 255
