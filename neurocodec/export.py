@@ -51,6 +51,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
         save_candidate(model, progress, candidate)
         click.echo(f"wrote {candidate} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
         return
+    trained = model
     if levels is not None:
         if levels > model.cfg.levels:
             raise click.BadParameter(f"the model has only {model.cfg.levels} levels", param_hint="--levels")
@@ -59,7 +60,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
     if retire and Path(out).exists():
         old = retire_weights(out)
         click.echo(f"kept the weights it replaces as {old}")
-    export_weights(model, out, progress, calib)
+    export_weights(model, out, progress, calib, training_ladder=trained)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
     if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:
         candidate.unlink()

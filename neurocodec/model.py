@@ -180,6 +180,13 @@ class NicModel(nn.Module):
         init = torch.linspace(-spread / 2, spread / 2, cfg.levels)
         self.log_gain = nn.Parameter(init[:, None].repeat(1, m))
 
+    @classmethod
+    def from_state(cls, config: dict, state: dict[str, Tensor]) -> NicModel:
+        """The model a stored configuration and state dict describe (weights files, checkpoints)."""
+        model = cls(ModelConfig.from_dict(config))
+        model.load_state_dict(state)
+        return model
+
     def with_ladder(self, lambdas: tuple[float, ...]) -> tuple[NicModel, Tensor]:
         """This model with another quality ladder, its gains carried over.
 

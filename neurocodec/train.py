@@ -22,7 +22,7 @@ import torch
 
 from .atomic import save_atomic
 from .data import ImageCache, list_images, load_rgb
-from .model import DEFAULT_LAMBDAS, STRIDE, ModelConfig, NicModel, Placement, embed
+from .model import DEFAULT_LAMBDAS, STRIDE, NicModel, Placement, embed
 from .weights import export_weights, load_float_model
 
 DEFAULT_CANDIDATE = "weights/candidate.pt"
@@ -95,9 +95,7 @@ def _renumber_adam_state(opt_state: dict, old: NicModel, new: NicModel) -> None:
 
 def _read_checkpoint(path: Path) -> tuple[NicModel, dict | None, dict]:
     c = torch.load(path, map_location="cpu", weights_only=True)
-    model = NicModel(ModelConfig.from_dict(c["config"]))
-    model.load_state_dict(c["state"])
-    return model, c.get("optimizer"), dict(c["progress"])
+    return NicModel.from_state(c["config"], c["state"]), c.get("optimizer"), dict(c["progress"])
 
 
 def trained_pixels(path: Path) -> float:

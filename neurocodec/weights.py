@@ -18,7 +18,7 @@ import torch
 from .atomic import save_atomic
 from .errors import NicError
 from .intnet import IntContext, IntHyperSynthesis, quantize_context, quantize_hyper_synthesis
-from .model import ModelConfig, NicModel, anchor_mask, ste_round
+from .model import NicModel, anchor_mask, ste_round
 from .modelfiles import DEFAULT_WEIGHTS, identity_of, retired_path
 from .tables import TableSet, gaussian_tables, scale_thresholds, z_tables
 
@@ -64,11 +64,15 @@ def weights_for(identity: bytes, weights: str | Path = DEFAULT_WEIGHTS) -> Weigh
 
 
 @torch.no_grad()
-def export_weights(model: NicModel, path: str | Path, progress: dict, calib: torch.Tensor) -> None:
+def export_weights(
+    model: NicModel, path: str | Path, progress: dict, calib: torch.Tensor, training_ladder: NicModel | None = None
+) -> None:
     """Freeze a trained float model into shipped weights with their integer parts.
 
     calib: typical training crops (B, 3, H, W) in [0, 255]; their hyper-latents
     calibrate the fixed-point activation ranges of the hyper-synthesis.
+    training_ladder: the model as trained, when `model` ships fewer of its
+    quality levels; its gains are kept for training to resume (coding ignores them).
     """
     was_training = model.training
     model.eval()
@@ -93,6 +97,11 @@ def export_weights(model: NicModel, path: str | Path, progress: dict, calib: tor
         "gains": gains,
         "progress": dict(progress),
     }
+    if training_ladder is not None and training_ladder.cfg.lambdas != model.cfg.lambdas:
+        obj["training_ladder"] = {
+            "lambdas": list(training_ladder.cfg.lambdas),
+            "log_gain": training_ladder.log_gain.detach().clone(),
+        }
     save_atomic(obj, path)
 
 
@@ -122,10 +131,19 @@ def _read(path: Path) -> dict:
 
 
 def load_float_model(path: str | Path) -> tuple[NicModel, dict]:
-    """The trainable float model and its training progress (for resuming)."""
+    """The trainable float model and its training progress (for resuming).
+
+    Weights shipped with fewer quality levels than were trained come back with
+    the whole trained ladder (`export_weights(training_ladder=)`), so training
+    resumes the top levels' gains instead of guessing them again.
+    """
     obj = _read(Path(path))
-    model = NicModel(ModelConfig.from_dict(obj["config"]))
-    model.load_state_dict(obj["state"])
+    model = NicModel.from_state(obj["config"], obj["state"])
+    ladder = obj.get("training_ladder")
+    if ladder is not None:
+        model, _ = model.with_ladder(tuple(ladder["lambdas"]))
+        with torch.no_grad():
+            model.log_gain.copy_(ladder["log_gain"])
     return model, dict(obj["progress"])
 
 
@@ -143,9 +161,7 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> Weights:
 @lru_cache(maxsize=4)
 def _load(path: Path, mtime_ns: int, size: int) -> Weights:
     obj = _read(path)
-    model = NicModel(ModelConfig.from_dict(obj["config"]))
-    model.load_state_dict(obj["state"])
-    model.eval()
+    model = NicModel.from_state(obj["config"], obj["state"]).eval()
     return Weights(
         model=model,
         hyper=IntHyperSynthesis.from_list(obj["hyper"]),

@@ -199,3 +199,25 @@ def test_training_resumes_a_committed_candidate_only_when_it_has_trained_longer(
     save_candidate(small(lambdas=DEFAULT_LAMBDAS), {"step": 5, "pixels": 1.0}, candidate)
     model, _, progress = load_start(missing, DEFAULT_WEIGHTS, candidate=candidate)
     assert model.cfg.m != 12 and progress["pixels"] == trained_pixels(DEFAULT_WEIGHTS)
+
+
+def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_path):
+    from click.testing import CliRunner
+
+    from neurocodec import export
+    from neurocodec.model import DEFAULT_LAMBDAS
+    from neurocodec.train import save_candidate
+    from neurocodec.weights import load_float_model, load_weights
+
+    trained = small(lambdas=DEFAULT_LAMBDAS)
+    with torch.no_grad():
+        trained.log_gain.add_(torch.randn_like(trained.log_gain) * 0.3)  # learned, not extrapolable
+    ckpt = tmp_path / "ckpt.pt"
+    save_candidate(trained, {"step": 5, "pixels": 10.0}, ckpt)
+    out = tmp_path / "nic.pt"
+    r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--levels", "4"])
+    assert r.exit_code == 0, r.output
+    assert load_weights(out).gains.shape[0] == 4  # coding sees the shipped levels only
+    resumed, progress = load_float_model(out)
+    assert resumed.cfg.lambdas == DEFAULT_LAMBDAS and progress["step"] == 5
+    assert torch.equal(resumed.log_gain, trained.log_gain)
