@@ -122,28 +122,32 @@ def _int64_conv(x: Tensor, w: Tensor, stride: int, transposed: bool) -> Tensor:
     return out
 
 
-class IntHyperSynthesis:
-    """h_s evaluated exactly: integer z (B, nz, h, w) -> Q8 mean and scale (B, m, 4h, 4w)."""
+class IntChain:
+    """Integer layers in a row whose output splits into two halves: means and scales (Q8)."""
 
     def __init__(self, layers: list[IntLayer]) -> None:
         self.layers = layers
 
-    def __call__(self, z: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
-        x = z.to(torch.int64).clamp(-ACT_MAX, ACT_MAX)
+    def __call__(self, x: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
+        x = x.to(torch.int64).clamp(-ACT_MAX, ACT_MAX)
         for layer in self.layers:
             x = layer(x, reference)
-        mean, scale = x.chunk(2, dim=1)
-        return mean, scale
+        first, second = x.chunk(2, dim=1)
+        return first, second
 
     def to_list(self) -> list[dict]:
         return [layer.to_dict() for layer in self.layers]
+
+
+class IntHyperSynthesis(IntChain):
+    """h_s evaluated exactly: integer z (B, nz, h, w) -> Q8 mean and scale (B, m, 4h, 4w)."""
 
     @classmethod
     def from_list(cls, items: list[dict]) -> IntHyperSynthesis:
         return cls([IntLayer.from_dict(d) for d in items])
 
 
-class IntContext:
+class IntContext(IntChain):
     """The checkerboard context evaluated exactly: fixed-point anchors -> Q8 mean and scale corrections.
 
     Input: the decoded anchors, un-gained, as integers in units of
@@ -153,18 +157,11 @@ class IntContext:
     """
 
     def __init__(self, layers: list[IntLayer], frac_bits: int) -> None:
-        self.layers = layers
+        super().__init__(layers)
         self.frac_bits = frac_bits
 
-    def __call__(self, anchors_q: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
-        x = anchors_q.to(torch.int64).clamp(-ACT_MAX, ACT_MAX)
-        for layer in self.layers:
-            x = layer(x, reference)
-        d_mean, d_scale = x.chunk(2, dim=1)
-        return d_mean, d_scale
-
     def to_dict(self) -> dict:
-        return {"frac_bits": self.frac_bits, "layers": [layer.to_dict() for layer in self.layers]}
+        return {"frac_bits": self.frac_bits, "layers": self.to_list()}
 
     @classmethod
     def from_dict(cls, d: dict) -> IntContext:

@@ -156,25 +156,18 @@ def load_start(
             st = opt_state["state"].get(0)
             if st is not None:
                 st["exp_avg"], st["exp_avg_sq"] = st["exp_avg"][nearest], st["exp_avg_sq"][nearest]
-    if latent_channels and latent_channels > model.cfg.m:
-        print(f"growing the latent channels from {model.cfg.m} to {latent_channels}", flush=True)
-        grown, place = model.widened(latent_channels)
-        if opt_state is not None:
-            shapes = {k: v.shape for k, v in grown.named_parameters()}
-            _grow_adam_state(opt_state, model, place, shapes)
-        model = grown
-    if deep_channels and deep_channels > model.cfg.n_deep:
-        print(f"widening the 1/8-resolution layers from {model.cfg.n_deep} to {deep_channels} channels", flush=True)
-        grown, place = model.deepened(deep_channels)
-        if opt_state is not None:
-            _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
-        model = grown
-    if channels and channels > model.cfg.n:
-        print(f"widening the 1/2- and 1/4-resolution layers from {model.cfg.n} to {channels} channels", flush=True)
-        grown, place = model.broadened(channels)
-        if opt_state is not None:
-            _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
-        model = grown
+    growths = (
+        ("latent channels", "m", latent_channels, NicModel.widened),
+        ("1/8-resolution layers' channels", "n_deep", deep_channels, NicModel.deepened),
+        ("1/2- and 1/4-resolution layers' channels", "n", channels, NicModel.broadened),
+    )
+    for what, name, target, grow in growths:
+        if target and target > getattr(model.cfg, name):
+            print(f"growing the {what} from {getattr(model.cfg, name)} to {target}", flush=True)
+            grown, place = grow(model, target)
+            if opt_state is not None:
+                _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
+            model = grown
     if context_channels and model.context is None:
         print(f"adding a checkerboard context model of {context_channels} channels", flush=True)
         grown = model.with_context(context_channels)
@@ -207,6 +200,10 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     w = min(w, a.shape[1]) // STRIDE * STRIDE
     y, x = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
     return np.ascontiguousarray(a[y : y + h, x : x + w])
+
+
+def _growth_option(flag: str, text: str):
+    return click.option(flag, default=None, type=int, help=text + " The model keeps what it learned.")
 
 
 @click.command()
@@ -249,30 +246,10 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
 @click.option(
     "--valid-images", default=6, show_default=True, help="How many validation photos to evaluate (centre crops)."
 )
-@click.option(
-    "--latent-channels",
-    default=None,
-    type=int,
-    help="Grow the model's latent channels (y) to this many, keeping what it learned.",
-)
-@click.option(
-    "--deep-channels",
-    default=None,
-    type=int,
-    help="Widen the 1/8-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
-)
-@click.option(
-    "--channels",
-    default=None,
-    type=int,
-    help="Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels, keeping what it learned.",
-)
-@click.option(
-    "--context-channels",
-    default=None,
-    type=int,
-    help="Give a model without one a checkerboard context model of this many channels (same function at first).",
-)
+@_growth_option("--latent-channels", "Grow the model's latent channels (y) to this many.")
+@_growth_option("--deep-channels", "Widen the 1/8-resolution layers of g_a and g_s to this many channels.")
+@_growth_option("--channels", "Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels.")
+@_growth_option("--context-channels", "Give a model without one a checkerboard context model of this many channels.")
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
