@@ -9,15 +9,19 @@ from helpers import psnr
 
 import neurocodec
 from neurocodec.codec import _ungained_q, analyse, decode_symbols, gains_for
-from neurocodec.model import anchor_mask
+from neurocodec.model import NicModel, anchor_mask
 from neurocodec.modelfiles import DEFAULT_WEIGHTS
 from neurocodec.weights import export_weights, load_float_model, load_weights
 
 
-def _export_with_context(path, example_crop, trained: bool) -> None:
-    """The shipped model plus a context model: one that predicts nothing, or a trained-looking one."""
-    model, progress = load_float_model(DEFAULT_WEIGHTS)
-    model = model.with_context(16).eval()
+def _export_with_context(path, example_crop, trained: bool | None) -> None:
+    """The shipped model with its own context model replaced: by none (None), by one that
+    predicts nothing (False), or by a trained-looking one (True)."""
+    shipped, progress = load_float_model(DEFAULT_WEIGHTS)
+    state = {k: v for k, v in shipped.state_dict().items() if not k.startswith("context.")}
+    model = NicModel.from_state({**shipped.cfg.to_dict(), "nc": 0}, state).eval()
+    if trained is not None:
+        model = model.with_context(16).eval()
     if trained:
         torch.manual_seed(0)
         with torch.no_grad():
@@ -50,12 +54,12 @@ def test_context_files_decode_to_identical_symbols_on_every_path(context_weights
 
 
 def test_context_changes_only_the_second_pass(context_weights, tmp_path, example_crop):
-    silent = tmp_path / "silent.pt"
+    silent, plain = tmp_path / "silent.pt", tmp_path / "plain.pt"
     _export_with_context(silent, example_crop, trained=False)
+    _export_with_context(plain, example_crop, trained=None)
     q = 70
-    base = neurocodec.encode(example_crop, quality=q)
     # A context that predicts nothing codes exactly what the hyperprior alone codes.
-    _, y_base = decode_symbols(base)
+    _, y_base = decode_symbols(neurocodec.encode(example_crop, quality=q, weights=plain), weights=plain)
     _, y_silent = decode_symbols(neurocodec.encode(example_crop, quality=q, weights=silent), weights=silent)
     assert np.array_equal(y_base, y_silent)
     # A working one keeps every anchor's symbol and moves the other half.
