@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from .atomic import save_atomic
+from .codec import pick_device
 from .data import ImageCache, list_images, load_rgb
+from .errors import NicError
 from .model import DEFAULT_LAMBDAS, STRIDE, NicModel, Placement, embed
 from .weights import export_weights, load_float_model
 
@@ -181,12 +183,13 @@ def load_start(
 def validate(model: NicModel, images: list[np.ndarray]) -> list[tuple[float, float]]:
     """(estimated bpp, PSNR) per quality level, on centre crops of the validation photos."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for level in range(model.cfg.levels):
         bpps, psnrs = [], []
         for a in images:
-            x = torch.from_numpy(a).permute(2, 0, 1)[None].float()
-            r = model(x, torch.tensor([level]))
+            x = torch.from_numpy(a).permute(2, 0, 1)[None].float().to(device)
+            r = model(x, torch.tensor([level], device=device))
             mse = (r["x_hat"].clamp(0, 255).round() - x).square().mean().item()
             bpps.append(((r["y_bits"] + r["z_bits"]) / (x.shape[2] * x.shape[3])).item())
             psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
@@ -200,6 +203,11 @@ def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     w = min(w, a.shape[1]) // STRIDE * STRIDE
     y, x = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
     return np.ascontiguousarray(a[y : y + h, x : x + w])
+
+
+def _fresh_sums(device: torch.device) -> dict:
+    """Running sums of loss, bpp and MSE between two log lines."""
+    return {"sums": torch.zeros(3, device=device), "n": 0}
 
 
 def _growth_option(flag: str, text: str):
@@ -242,6 +250,7 @@ def _growth_option(flag: str, text: str):
     "--lr-end", default=None, type=float, help="Learning rate at the end of the run (cosine decay) [default: --lr]."
 )
 @click.option("--checkpoint-every", default=10.0, show_default=True, help="Minutes between checkpoints.")
+@click.option("--log-every", default=60.0, show_default=True, help="Seconds between progress lines.")
 @click.option("--valid-every", default=30.0, show_default=True, help="Minutes between validations.")
 @click.option(
     "--valid-images", default=6, show_default=True, help="How many validation photos to evaluate (centre crops)."
@@ -250,6 +259,13 @@ def _growth_option(flag: str, text: str):
 @_growth_option("--deep-channels", "Widen the 1/8-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--channels", "Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--context-channels", "Give a model without one a checkerboard context model of this many channels.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    help="Where to train: auto picks CUDA when present.",
+)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
@@ -270,12 +286,14 @@ def main(
     lr,
     lr_end,
     checkpoint_every,
+    log_every,
     valid_every,
     valid_images,
     latent_channels,
     deep_channels,
     channels,
     context_channels,
+    device,
     threads,
     export,
     seed,
@@ -288,10 +306,15 @@ def main(
     Stops after --minutes, or on Ctrl-C / SIGTERM, always with a checkpoint.
     """
     torch.set_num_threads(threads)
+    try:
+        dev = pick_device(device)
+    except NicError as e:
+        raise click.UsageError(str(e)) from None
     ckpt, shipped = Path(ckpt), Path(shipped)
     model, opt_state, progress = load_start(
         ckpt, shipped, latent_channels, deep_channels, Path(candidate), context_channels, channels
     )
+    model = model.to(dev)  # before the optimizer, so that its state lives beside the parameters
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
@@ -300,9 +323,9 @@ def main(
     cache = ImageCache(data)
     val = [_centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid else []
     rng = np.random.default_rng(seed)
-    lambdas = torch.tensor(model.cfg.lambdas)
+    lambdas = torch.tensor(model.cfg.lambdas, device=dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = model.to(dev, memory_format=fmt)
     step_model = torch.compile(model) if use_compile else model
     lr_end = lr if lr_end is None else lr_end
     stop = []
@@ -310,7 +333,7 @@ def main(
         signal.signal(sig, lambda *_: stop.append(True))
     print(
         f"start: step {progress['step']} pixels {progress['pixels']:.3e} images {len(cache)} "
-        f"lr {lr} batch {batch}x{crop}^2",
+        f"lr {lr} batch {batch}x{crop}^2 on {dev}",
         flush=True,
     )
 
@@ -328,32 +351,32 @@ def main(
 
     last_ckpt = last_val = last_log = prev = time.time()
     clock = RunClock()
-    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    acc = _fresh_sums(dev)
     while not stop and clock.seconds < minutes * 60:
         frac = min(1.0, clock.seconds / (minutes * 60))
         for g in opt.param_groups:
             g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
-        x = cache.crops(batch, crop, rng).contiguous(memory_format=fmt)
-        level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch))
+        x = cache.crops(batch, crop, rng).to(dev, non_blocking=True).contiguous(memory_format=fmt)
+        level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch)).to(dev)
         loss, bpp, mse = train_step(step_model, opt, x, level, lambdas, bf16)
         progress["step"] += 1
         progress["pixels"] += batch * crop * crop
-        acc["loss"] += loss.item()
-        acc["bpp"] += bpp.mean().item()
-        acc["mse"] += mse.mean().item()
+        # Sums stay on the device: reading them every step would stall a GPU on the next batch's crops.
+        acc["sums"] += torch.stack([loss, bpp.mean(), mse.mean()])
         acc["n"] += 1
         now = time.time()
         clock.tick(now - prev)
         prev = now
-        if now - last_log > 60:
+        if now - last_log > log_every:
             n = acc["n"]
+            loss_m, bpp_m, mse_m = (acc["sums"] / n).tolist()
             print(
-                f"step {progress['step']} loss {acc['loss'] / n:.4f} bpp {acc['bpp'] / n:.3f} "
-                f"mse {acc['mse'] / n:.2f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
+                f"step {progress['step']} loss {loss_m:.4f} bpp {bpp_m:.3f} "
+                f"mse {mse_m:.2f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
                 f"Mpix/s {n * batch * crop * crop / (now - last_log) / 1e6:.3f} pixels {progress['pixels']:.3e}",
                 flush=True,
             )
-            acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+            acc = _fresh_sums(dev)
             last_log = now
         if now - last_ckpt > checkpoint_every * 60:
             checkpoint()

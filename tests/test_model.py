@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from neurocodec.model import ModelConfig, NicModel, anchor_mask
@@ -221,3 +222,14 @@ def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_p
     resumed, progress = load_float_model(out)
     assert resumed.cfg.lambdas == DEFAULT_LAMBDAS and progress["step"] == 5
     assert torch.equal(resumed.log_gain, trained.log_gain)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_training_on_cuda_without_one_says_so_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from neurocodec.train import main
+
+    r = CliRunner().invoke(main, ["--device", "cuda", "--ckpt", str(tmp_path / "c.pt"), "--minutes", "0"])
+    assert r.exit_code == 2 and "no CUDA device" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "c.pt").exists()
