@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -31,15 +32,14 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:
-    """torch.save through a temporary file, then rename."""
+    """torch.save through a temporary file, then rename.
+
+    Serialized in memory first: torch.save names the archive inside the file
+    after the file it writes to, and the temporary name is random, so writing
+    the same weights twice would give two files and two model identities.
+    """
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buf.getvalue())

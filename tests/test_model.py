@@ -233,3 +233,15 @@ def test_training_on_cuda_without_one_says_so_in_one_line(tmp_path):
     r = CliRunner().invoke(main, ["--device", "cuda", "--ckpt", str(tmp_path / "c.pt"), "--minutes", "0"])
     assert r.exit_code == 2 and "no CUDA device" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_the_same_weights_written_twice_have_one_identity(tmp_path):
+    """A .nic file names its weights by a hash of their file: re-exporting must not change it."""
+    from neurocodec.atomic import save_atomic
+    from neurocodec.modelfiles import identity_of
+
+    obj = {"state": {"w": torch.randn(3, 4)}, "progress": {"step": 7}}
+    save_atomic(obj, tmp_path / "nic.pt")
+    save_atomic(obj, tmp_path / "elsewhere" / "other-name.pt")
+    assert identity_of(tmp_path / "nic.pt") == identity_of(tmp_path / "elsewhere" / "other-name.pt")
+    assert torch.load(tmp_path / "nic.pt", weights_only=True)["progress"] == {"step": 7}
