@@ -228,6 +228,7 @@ def _symbols(a: Analysis, q100: int) -> tuple[torch.Tensor, np.ndarray, torch.Te
     y_sym = torch.round(a.y.to(torch.float64) * gain - mean_g).to(torch.int64)
     if a.w.context is not None:
         # The anchors' symbols stand; the rest are rounded around their refined means.
+        del idx, mean_g, gain  # a large photo's full-size arrays: free them before the second pass
         mean_q, scale_q = _with_anchors(a.w, a.mean_q, a.scale_q, y_sym, gain_q)
         idx, mean_g, gain = _gained(a.w, mean_q, scale_q, gain_q)
         y_sym = torch.round(a.y.to(torch.float64) * gain - mean_g).to(torch.int64)
@@ -312,6 +313,7 @@ def _decode_latents(
     y_sym = np.zeros(idx.shape, dtype=np.int64)
     for i, part in enumerate(_anchor_split(w, idx.shape)):
         if i:  # the rest, once the anchors are known
+            del idx, mean_g  # free the first pass's full-size arrays first (large photos)
             mean_q, scale_q = _with_anchors(w, mean_q, scale_q, torch.from_numpy(y_sym), gain_q, reference)
             idx, mean_g, gain = _gained(w, mean_q, scale_q, gain_q)
         y_sym[part] = dec.decode(idx[part], w.y_tables)

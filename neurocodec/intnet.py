@@ -122,6 +122,36 @@ def _int64_conv(x: Tensor, w: Tensor, stride: int, transposed: bool) -> Tensor:
     return out
 
 
+BAND_ROWS = 32
+
+
+def _in_bands(layers: list[IntLayer], x: Tensor, reference: bool, rows: int = BAND_ROWS) -> Tensor:
+    """Stride-1 convolutions over x, `rows` output rows at a time, identical to one pass.
+
+    Each band reads as many extra rows on either side as the layers' kernels
+    reach, so the rows it keeps saw exactly the neighbours (or, at the
+    image's own edges, the zero padding) that a single pass sees.
+    """
+    if not layers:
+        return x
+    halo = sum(layer.kernel // 2 for layer in layers)
+    height = x.shape[2]
+    if height <= rows + 2 * halo:
+        for layer in layers:
+            x = layer(x, reference)
+        return x
+    out = None
+    for top in range(0, height, rows):
+        lo, hi = max(0, top - halo), min(height, top + rows + halo)
+        band = x[:, :, lo:hi]
+        for layer in layers:
+            band = layer(band, reference)
+        if out is None:
+            out = torch.empty((x.shape[0], band.shape[1], height, x.shape[3]), dtype=band.dtype)
+        out[:, :, top : min(height, top + rows)] = band[:, :, top - lo : top - lo + min(rows, height - top)]
+    return out
+
+
 class IntChain:
     """Integer layers in a row whose output splits into two halves: means and scales (Q8)."""
 
@@ -130,8 +160,15 @@ class IntChain:
 
     def __call__(self, x: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
         x = x.to(torch.int64).clamp(-ACT_MAX, ACT_MAX)
-        for layer in self.layers:
+        # The trailing stride-1 convolutions (the whole context; h_s's last layer)
+        # run in bands of rows: their full-size float64 and int64 temporaries
+        # would take gigabytes on a large photo.
+        split = len(self.layers)
+        while split and self.layers[split - 1].stride == 1 and not self.layers[split - 1].transposed:
+            split -= 1
+        for layer in self.layers[:split]:
             x = layer(x, reference)
+        x = _in_bands(self.layers[split:], x, reference)
         first, second = x.chunk(2, dim=1)
         return first, second
 

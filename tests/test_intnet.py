@@ -70,3 +70,22 @@ def test_shipped_hyper_synthesis_is_thread_count_independent():
     ref = hyper(z, reference=True)
     for a, b, c in zip(two, one, ref):
         assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_banded_evaluation_equals_one_pass():
+    """Large images run the trailing stride-1 layers in bands of rows; the result must not change."""
+    from neurocodec.intnet import _in_bands
+
+    torch.manual_seed(5)
+    cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
+    hyper = quantize_hyper_synthesis(HyperSynthesis(cfg), torch.randint(-20, 21, (4, 8, 4, 4)))
+    layers = [layer for layer in hyper.layers if layer.stride == 1 and not layer.transposed]
+    assert layers, "the hyper-synthesis should end in a stride-1 convolution"
+    x = torch.randint(0, 3000, (1, layers[0].weight.shape[1], 29, 7))
+    whole = x
+    for layer in layers:
+        whole = layer(whole)
+    for rows in (1, 4, 10):
+        assert torch.equal(_in_bands(layers, x, False, rows=rows), whole)
+    assert torch.equal(_in_bands(layers, x, True, rows=4), whole)
+    assert whole.abs().sum() > 0
