@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .atomic import save_atomic
+from .cli import device_option
 from .codec import pick_device
 from .data import ImageCache, list_images, load_rgb
 from .errors import NicError
@@ -259,13 +260,7 @@ def _growth_option(flag: str, text: str):
 @_growth_option("--deep-channels", "Widen the 1/8-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--channels", "Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--context-channels", "Give a model without one a checkerboard context model of this many channels.")
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    help="Where to train: auto picks CUDA when present.",
-)
+@device_option
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
 @click.option("--seed", default=None, type=int)
@@ -325,7 +320,7 @@ def main(
     rng = np.random.default_rng(seed)
     lambdas = torch.tensor(model.cfg.lambdas, device=dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(dev, memory_format=fmt)
+    model = model.to(memory_format=fmt)
     step_model = torch.compile(model) if use_compile else model
     lr_end = lr if lr_end is None else lr_end
     stop = []
