@@ -128,6 +128,17 @@ def _sga_round(v: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tenso
     return low + up
 
 
+def native_bf16(dev: torch.device) -> bool:
+    """Whether bfloat16 convolutions run natively here (GPUs that have them; CPUs with AMX or AVX512-BF16).
+
+    Elsewhere they are emulated and slower than float32.
+    """
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch API: absent means no
+    return dev.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def _candidate(a: Analysis, y: torch.Tensor, z: torch.Tensor) -> Analysis:
     """An Analysis for other latents: z rounded, its exact integer entropy parameters."""
     z_int = z.detach().round().to(torch.int64).cpu()
@@ -195,6 +206,9 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
     anchors = anchor_mask(hy, wy, dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(SEED)
+    # Only the gradient's direction runs in bfloat16 (the synthesis, ~90 % of a
+    # step: 1.9x faster on AMX); every candidate is still costed as coded.
+    bf16 = native_bf16(dev)
 
     with torch.enable_grad():
         for step in range(1, steps + 1):
@@ -212,7 +226,8 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
             mean_g, scale_g = mean * gain, scale * gain
             y_bits = -torch.log2(gaussian_likelihood(v_soft, scale_g)).sum()
             y_hat = (v_soft + mean_g) / gain
-            _, d_grad = _distortion_grad(model, y_hat, x)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                _, d_grad = _distortion_grad(model, y_hat, x)
             rate = (y_bits + z_bits) / n
             grads = torch.autograd.grad([rate, y_hat], [u, z], [torch.ones_like(rate), d_grad * (lam / (3 * n))])
             u.grad, z.grad = grads

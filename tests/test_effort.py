@@ -68,7 +68,10 @@ def test_lambda_follows_the_ladder():
     assert all(b > a for a, b in itertools.pairwise(mids))
 
 
-def test_refined_files_decode_and_cost_less(example_crop, short_levels):
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bfloat16"])
+def test_refined_files_decode_and_cost_less(example_crop, short_levels, monkeypatch, bf16):
+    """Whichever precision the gradient takes (bfloat16 where it is native), refinement pays."""
+    monkeypatch.setattr(refine_module, "native_bf16", lambda dev: bf16)
     plain = neurocodec.encode(example_crop, quality=QUALITY)
     refined = neurocodec.encode(example_crop, quality=QUALITY, effort=MAX_EFFORT)
     assert refined != plain
