@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import NicError
+from .options import device_option
 
 
 def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[float]]:
@@ -108,13 +109,7 @@ def _run(
 @click.option("--csv", "csv_file", metavar="FILE", help="Write one row per codec and setting as CSV.")
 @click.option("--plot", "plot_file", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
 @click.option("--weights", metavar="FILE", help="nic weights to measure [default: the shipped weights].")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where nic's network runs; auto picks CUDA when available.",
-)
+@device_option
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output files if they exist.")
 def bench(**kwargs) -> None:
     """Compare nic with JPEG, JPEG 2000, WebP and AVIF on your images.

@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .bench_cli import bench
 from .errors import NicError
+from .options import device_option
 
 DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
 MAX_EFFORT = 3  # keep equal to refine.MAX_EFFORT (same reason)
@@ -63,13 +64,6 @@ def _check_writable(dst: Path, force: bool) -> None:
         raise NicError(f"output folder {dst.parent} does not exist")
 
 
-device_option = click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the network runs; auto picks CUDA when available.",
-)
 force_option = click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 jobs_option = click.option(
     "-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Files converted in parallel."

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from .atomic import save_atomic
-from .cli import device_option
 from .codec import pick_device
 from .data import ImageCache, list_images, load_rgb
 from .errors import NicError
 from .model import DEFAULT_LAMBDAS, STRIDE, NicModel, Placement, embed
+from .options import device_option
 from .weights import export_weights, load_float_model
 
 DEFAULT_CANDIDATE = "weights/candidate.pt"
