@@ -156,7 +156,7 @@ def main() -> None:
     default=0,
     show_default=True,
     help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; 1, 2, 3 refine each image's latents "
-    "with 15, 30, 80 gradient steps (level 3: about 2 minutes per megapixel on 2 CPU cores). Same decoder and format.",
+    "with 15, 30, 80 gradient steps (level 3: about 1.5 minutes per megapixel on 2 CPU cores). Same decoder and format.",
 )
 @device_option
 @jobs_option
