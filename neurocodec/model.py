@@ -36,6 +36,7 @@ class ModelConfig:
     nh0: int = 64  # channels of the hyper-synthesis' first hidden layer (1/4 of y's resolution)
     nh: int = 96  # channels of its second hidden layer (y's resolution)
     nc: int = 0  # hidden channels of the checkerboard context model (0: hyperprior only)
+    ne: int = 0  # residual blocks on y at the end of the analysis (encoder only; 0: none)
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
     @property
@@ -54,6 +55,7 @@ class ModelConfig:
         d.setdefault("n_deep", d["n"])  # weights from before the 1/8 layer had its own width
         d.setdefault("nc", 0)  # weights from before the context model
         d.setdefault("nh0", d["n"])  # weights from before the hyper-synthesis had its own width
+        d.setdefault("ne", 0)  # weights from before the analysis had residual blocks on y
         return cls(**d)
 
 
@@ -153,6 +155,26 @@ class CheckerboardContext(nn.Module):
         return self.out(F.relu(self.conv(y_anchors)))
 
 
+class LatentResBlock(nn.Module):
+    """y + conv(relu(conv(y))) at y's resolution: the analysis' last word on each latent.
+
+    Only the encoder runs it, so it adds encoder capacity without touching the
+    decoder's cost: a single pass of the analysis leaves the latents ~10 %
+    short of the best ones for the same decoder (what `refine` finds by
+    gradient steps), and these blocks let it adjust each latent to its
+    neighbours' before rounding. 3x3 convolutions on 1/256 of the pixels: about
+    a seventh of the analysis' multiply-accumulates per block.
+    """
+
+    def __init__(self, m: int) -> None:
+        super().__init__()
+        self.conv1 = conv(m, m, 3, 1)
+        self.conv2 = conv(m, m, 3, 1)
+
+    def forward(self, y: Tensor) -> Tensor:
+        return y + self.conv2(F.relu(self.conv1(y)))
+
+
 class NicModel(nn.Module):
     """Analysis g_a, synthesis g_s, hyper-analysis h_a, hyper-synthesis h_s, gains."""
 
@@ -162,6 +184,7 @@ class NicModel(nn.Module):
         self.cfg = cfg
         n, m, nz, nd = cfg.n, cfg.m, cfg.nz, cfg.n_deep
         self.g_a = nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, nd), GDN(nd), conv(nd, m))
+        self.g_a_res = nn.Sequential(*(LatentResBlock(m) for _ in range(cfg.ne)))
         self.g_s = nn.Sequential(
             deconv(m, nd),
             GDN(nd, inverse=True),
@@ -225,6 +248,32 @@ class NicModel(nn.Module):
             state["context.out.bias"].zero_()
         model.load_state_dict(state)
         return model
+
+    def with_encoder_blocks(self, ne: int) -> NicModel:
+        """This model with `ne` residual blocks on y in the analysis, the same function.
+
+        New blocks' output layers start at zero (identity blocks); their first
+        layers start random, so the output layers get gradients at once.
+        """
+        if ne <= self.cfg.ne:
+            raise ValueError(f"can only add residual blocks to the analysis ({self.cfg.ne} -> {ne})")
+        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "ne": ne}))
+        state = model.state_dict()
+        state.update(self.state_dict())
+        with torch.no_grad():
+            for i in range(self.cfg.ne, ne):
+                state[f"g_a_res.{i}.conv2.weight"].zero_()
+                state[f"g_a_res.{i}.conv2.bias"].zero_()
+        model.load_state_dict(state)
+        return model
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """What only the encoder runs: the analysis (with its blocks on y) and the hyper-analysis.
+
+        Training these alone improves the latents a file holds while the
+        decoder, its tables and every file's decoding stay as they are.
+        """
+        return [*self.g_a.parameters(), *self.g_a_res.parameters(), *self.h_a.parameters()]
 
     def widened(self, m: int) -> tuple[NicModel, Placement]:
         """This model with `m` latent channels instead of cfg.m, nearly the same function.
@@ -365,7 +414,7 @@ class NicModel(nn.Module):
         """Pixels in [0, 255] (B, 3, H, W) -> y."""
         h = self.g_a[:-1](x / 255.0 - 0.5)
         with torch.autocast(h.device.type, enabled=False):
-            return self.g_a[-1](h.float())
+            return self.g_a_res(self.g_a[-1](h.float()))
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         """y_hat -> pixels in about [0, 255] (unclamped)."""

@@ -96,9 +96,14 @@ def _renumber_adam_state(opt_state: dict, old: NicModel, new: NicModel) -> None:
     opt_state["param_groups"][0]["params"] = list(range(len(new_index)))
 
 
-def _read_checkpoint(path: Path) -> tuple[NicModel, dict | None, dict]:
+def _read_checkpoint(path: Path, encoder_only: bool = False) -> tuple[NicModel, dict | None, dict]:
+    """Model, optimizer state (None when it was for another set of trained tensors) and progress."""
     c = torch.load(path, map_location="cpu", weights_only=True)
-    return NicModel.from_state(c["config"], c["state"]), c.get("optimizer"), dict(c["progress"])
+    opt_state = c.get("optimizer")
+    if opt_state is not None and bool(c.get("encoder_only", False)) != encoder_only:
+        print("the checkpoint's optimizer state was for other tensors; Adam starts afresh", flush=True)
+        opt_state = None
+    return NicModel.from_state(c["config"], c["state"]), opt_state, dict(c["progress"])
 
 
 def trained_pixels(path: Path) -> float:
@@ -130,6 +135,8 @@ def load_start(
     candidate: Path | None = None,
     context_channels: int | None = None,
     channels: int | None = None,
+    encoder_blocks: int | None = None,
+    encoder_only: bool = False,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
@@ -138,12 +145,14 @@ def load_start(
     model trained on another quality ladder moves to the ladder this code
     defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
     channels, `deep_channels` channels at 1/8 resolution or `channels` at
-    1/2 and 1/4 resolution grows them, and one without a context model gets
-    one of `context_channels`; all of them keep what they learned.
+    1/2 and 1/4 resolution grows them, one without a context model gets
+    one of `context_channels`, and one with fewer residual blocks on y in its
+    analysis gets `encoder_blocks`; all of them keep what they learned.
+    `encoder_only`: the optimizer state to resume is that of an encoder-only run.
     """
     opt_state = None
     if ckpt.exists():
-        model, opt_state, progress = _read_checkpoint(ckpt)
+        model, opt_state, progress = _read_checkpoint(ckpt, encoder_only)
     elif _candidate_leads(candidate, shipped):
         print(f"resuming the candidate {candidate}", flush=True)
         model, _, progress = _read_checkpoint(candidate)
@@ -176,6 +185,15 @@ def load_start(
         grown = model.with_context(context_channels)
         if opt_state is not None:
             _renumber_adam_state(opt_state, model, grown)
+        model = grown
+    if encoder_blocks and encoder_blocks > model.cfg.ne:
+        print(f"adding residual blocks on y to the analysis: {model.cfg.ne} -> {encoder_blocks}", flush=True)
+        grown = model.with_encoder_blocks(encoder_blocks)
+        if opt_state is not None and not encoder_only:
+            _renumber_adam_state(opt_state, model, grown)
+        elif opt_state is not None:
+            print("Adam starts afresh for the encoder with its new blocks", flush=True)
+            opt_state = None
         model = grown
     return model, opt_state, progress
 
@@ -234,7 +252,7 @@ def _growth_option(flag: str, text: str):
     "--candidate",
     default=DEFAULT_CANDIDATE,
     show_default=True,
-    help="Committed model not shipped yet; used when it has seen more pixels than the shipped weights.",
+    help="Committed model not shipped yet; used when it has seen more pixels than the shipped weights ('': never).",
 )
 @click.option(
     "--minutes", default=60.0, show_default=True, help="Stop after this much training time (pauses do not count)."
@@ -260,6 +278,14 @@ def _growth_option(flag: str, text: str):
 @_growth_option("--deep-channels", "Widen the 1/8-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--channels", "Widen the 1/2- and 1/4-resolution layers of g_a and g_s to this many channels.")
 @_growth_option("--context-channels", "Give a model without one a checkerboard context model of this many channels.")
+@_growth_option(
+    "--encoder-blocks", "Give the analysis this many residual blocks on y (encoder only; decoding costs no more)."
+)
+@click.option(
+    "--encoder-only",
+    is_flag=True,
+    help="Train only what the encoder runs (analysis, hyper-analysis); the decoder and its tables stay fixed.",
+)
 @device_option
 @click.option("--threads", default=2, show_default=True)
 @click.option("--export/--no-export", default=False, help="Write the shipped weights at each checkpoint.")
@@ -288,6 +314,8 @@ def main(
     deep_channels,
     channels,
     context_channels,
+    encoder_blocks,
+    encoder_only,
     device,
     threads,
     export,
@@ -307,10 +335,23 @@ def main(
         raise click.UsageError(str(e)) from None
     ckpt, shipped = Path(ckpt), Path(shipped)
     model, opt_state, progress = load_start(
-        ckpt, shipped, latent_channels, deep_channels, Path(candidate), context_channels, channels
+        ckpt,
+        shipped,
+        latent_channels,
+        deep_channels,
+        Path(candidate) if candidate else None,
+        context_channels,
+        channels,
+        encoder_blocks,
+        encoder_only,
     )
     model = model.to(dev)  # before the optimizer, so that its state lives beside the parameters
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    trained = model.encoder_parameters() if encoder_only else list(model.parameters())
+    if encoder_only:  # the rest gets no weight gradients (the synthesis still passes them on to y)
+        ids = {id(p) for p in trained}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in ids)
+    opt = torch.optim.Adam(trained, lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     for g in opt.param_groups:
@@ -337,6 +378,7 @@ def main(
             "config": model.cfg.to_dict(),
             "state": model.state_dict(),
             "optimizer": opt.state_dict(),
+            "encoder_only": encoder_only,
             "progress": dict(progress),
         }
         save_atomic(state, ckpt)

@@ -245,3 +245,47 @@ def test_the_same_weights_written_twice_have_one_identity(tmp_path):
     save_atomic(obj, tmp_path / "elsewhere" / "other-name.pt")
     assert identity_of(tmp_path / "nic.pt") == identity_of(tmp_path / "elsewhere" / "other-name.pt")
     assert torch.load(tmp_path / "nic.pt", weights_only=True)["progress"] == {"step": 7}
+
+
+def test_encoder_blocks_start_as_the_same_function_and_encoder_only_training_keeps_the_decoder():
+    from neurocodec.train import train_step
+
+    model = small()
+    grown = model.with_encoder_blocks(2)
+    assert grown.cfg.ne == 2 and ModelConfig.from_dict({**model.cfg.to_dict(), "ne": 0}) == model.cfg
+    x = torch.rand(2, 3, 128, 128) * 255
+    with torch.no_grad():
+        assert torch.equal(grown.analysis(x), model.analysis(x))
+    trained = grown.encoder_parameters()
+    ids = {id(p) for p in trained}
+    for p in grown.parameters():
+        p.requires_grad_(id(p) in ids)
+    opt = torch.optim.Adam(trained, lr=1e-2)
+    before = {k: v.clone() for k, v in grown.state_dict().items()}
+    lambdas = torch.tensor(grown.cfg.lambdas)
+    for _ in range(2):  # the first step moves only the blocks' output layers (their input has no gradient yet)
+        train_step(grown.train(), opt, x, torch.tensor([0, 1]), lambdas, bf16=False)
+    changed = {k for k, v in grown.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"g_a_res.0.conv1.weight", "g_a_res.1.conv2.weight", "g_a.0.weight", "h_a.0.weight"} <= changed
+    assert all(k.startswith(("g_a.", "g_a_res.", "h_a.")) for k in changed)
+    with pytest.raises(ValueError):
+        grown.with_encoder_blocks(1)
+
+
+def test_encoder_only_training_resumes_with_its_blocks_and_knows_whose_adam_state_it_has(tmp_path):
+    from click.testing import CliRunner
+
+    from neurocodec.train import main
+
+    ckpt = tmp_path / "c.pt"
+    args = ["--data", "examples", "--valid", "", "--candidate", "", "--ckpt", str(ckpt), "--minutes", "0"]
+    r = CliRunner().invoke(main, [*args, "--encoder-blocks", "1", "--encoder-only"])
+    assert r.exit_code == 0, r.output
+    assert "adding residual blocks on y" in r.output
+    c = torch.load(ckpt, weights_only=True)
+    assert c["config"]["ne"] == 1 and c["encoder_only"] is True
+    assert any(k.startswith("g_a_res.0.") for k in c["state"])
+    r = CliRunner().invoke(main, args)  # the whole model now: the encoder's Adam state does not fit it
+    assert r.exit_code == 0, r.output
+    assert "Adam starts afresh" in r.output and "adding residual blocks" not in r.output
+    assert torch.load(ckpt, weights_only=True)["encoder_only"] is False
