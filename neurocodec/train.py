@@ -96,11 +96,15 @@ def _renumber_adam_state(opt_state: dict, old: NicModel, new: NicModel) -> None:
     opt_state["param_groups"][0]["params"] = list(range(len(new_index)))
 
 
-def _read_checkpoint(path: Path, encoder_only: bool = False) -> tuple[NicModel, dict | None, dict]:
-    """Model, optimizer state (None when it was for another set of trained tensors) and progress."""
+def _read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicModel, dict | None, dict]:
+    """Model, optimizer state and progress.
+
+    encoder_only: whether the optimizer state will drive an encoder-only run;
+    state saved for the other kind is dropped (None: returned as it is).
+    """
     c = torch.load(path, map_location="cpu", weights_only=True)
     opt_state = c.get("optimizer")
-    if opt_state is not None and bool(c.get("encoder_only", False)) != encoder_only:
+    if opt_state is not None and encoder_only is not None and bool(c.get("encoder_only", False)) != encoder_only:
         print("the checkpoint's optimizer state was for other tensors; Adam starts afresh", flush=True)
         opt_state = None
     return NicModel.from_state(c["config"], c["state"]), opt_state, dict(c["progress"])
@@ -136,7 +140,7 @@ def load_start(
     context_channels: int | None = None,
     channels: int | None = None,
     encoder_blocks: int | None = None,
-    encoder_only: bool = False,
+    encoder_only: bool | None = None,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
@@ -148,7 +152,8 @@ def load_start(
     1/2 and 1/4 resolution grows them, one without a context model gets
     one of `context_channels`, and one with fewer residual blocks on y in its
     analysis gets `encoder_blocks`; all of them keep what they learned.
-    `encoder_only`: the optimizer state to resume is that of an encoder-only run.
+    `encoder_only`: whether the optimizer state resumes an encoder-only run
+    (None: the caller does not use it).
     """
     opt_state = None
     if ckpt.exists():
@@ -284,7 +289,7 @@ def _growth_option(flag: str, text: str):
 @click.option(
     "--encoder-only",
     is_flag=True,
-    help="Train only what the encoder runs (analysis, hyper-analysis); the decoder and its tables stay fixed.",
+    help="Train only what the encoder runs (analysis, hyper-analysis); the decoder's networks stay fixed.",
 )
 @device_option
 @click.option("--threads", default=2, show_default=True)
