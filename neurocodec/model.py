@@ -163,7 +163,7 @@ class LatentResBlock(nn.Module):
     short of the best ones for the same decoder (what `refine` finds by
     gradient steps), and these blocks let it adjust each latent to its
     neighbours' before rounding. 3x3 convolutions on 1/256 of the pixels: about
-    a seventh of the analysis' multiply-accumulates per block.
+    a sixth of the analysis' multiply-accumulates per block.
     """
 
     def __init__(self, m: int) -> None:
@@ -240,12 +240,22 @@ class NicModel(nn.Module):
         """
         if self.context is not None:
             raise ValueError(f"the model has a context model already ({self.cfg.nc} channels)")
-        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "nc": nc}))
+        return self._with_new_modules("nc", nc, zeroed=("context.out",))
+
+    def _with_new_modules(self, field_name: str, value: int, zeroed: tuple[str, ...]) -> NicModel:
+        """The model with config `field_name` set to `value`, which adds modules, the same function.
+
+        Every tensor this model has keeps its values; of the new modules, the
+        layers named in `zeroed` start at zero (weight and bias) so their
+        output adds nothing, and the rest start random.
+        """
+        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), field_name: value}))
         state = model.state_dict()
         state.update(self.state_dict())
         with torch.no_grad():
-            state["context.out.weight"].zero_()
-            state["context.out.bias"].zero_()
+            for name in zeroed:
+                state[f"{name}.weight"].zero_()
+                state[f"{name}.bias"].zero_()
         model.load_state_dict(state)
         return model
 
@@ -257,23 +267,24 @@ class NicModel(nn.Module):
         """
         if ne <= self.cfg.ne:
             raise ValueError(f"can only add residual blocks to the analysis ({self.cfg.ne} -> {ne})")
-        model = NicModel(ModelConfig.from_dict({**self.cfg.to_dict(), "ne": ne}))
-        state = model.state_dict()
-        state.update(self.state_dict())
-        with torch.no_grad():
-            for i in range(self.cfg.ne, ne):
-                state[f"g_a_res.{i}.conv2.weight"].zero_()
-                state[f"g_a_res.{i}.conv2.bias"].zero_()
-        model.load_state_dict(state)
-        return model
+        return self._with_new_modules("ne", ne, zeroed=tuple(f"g_a_res.{i}.conv2" for i in range(self.cfg.ne, ne)))
 
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        """What only the encoder runs: the analysis (with its blocks on y) and the hyper-analysis.
+    def trainable(self, encoder_only: bool = False) -> list[nn.Parameter]:
+        """The parameters to train, the others frozen (no weight gradients).
 
-        Training these alone improves the latents a file holds while the
-        decoder, its tables and every file's decoding stay as they are.
+        encoder_only: only what the encoder runs, the analysis (with its blocks
+        on y) and the hyper-analysis; training them improves the latents a file
+        holds while the decoder's networks stay as they are (the synthesis
+        still passes gradients on to y).
         """
-        return [*self.g_a.parameters(), *self.g_a_res.parameters(), *self.h_a.parameters()]
+        if not encoder_only:
+            params = list(self.parameters())
+        else:
+            params = [*self.g_a.parameters(), *self.g_a_res.parameters(), *self.h_a.parameters()]
+        ids = {id(p) for p in params}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in ids)
+        return params
 
     def widened(self, m: int) -> tuple[NicModel, Placement]:
         """This model with `m` latent channels instead of cfg.m, nearly the same function.

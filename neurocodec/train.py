@@ -351,12 +351,7 @@ def main(
         encoder_only,
     )
     model = model.to(dev)  # before the optimizer, so that its state lives beside the parameters
-    trained = model.encoder_parameters() if encoder_only else list(model.parameters())
-    if encoder_only:  # the rest gets no weight gradients (the synthesis still passes them on to y)
-        ids = {id(p) for p in trained}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in ids)
-    opt = torch.optim.Adam(trained, lr=lr)
+    opt = torch.optim.Adam(model.trainable(encoder_only), lr=lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     for g in opt.param_groups:

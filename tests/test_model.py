@@ -256,11 +256,7 @@ def test_encoder_blocks_start_as_the_same_function_and_encoder_only_training_kee
     x = torch.rand(2, 3, 128, 128) * 255
     with torch.no_grad():
         assert torch.equal(grown.analysis(x), model.analysis(x))
-    trained = grown.encoder_parameters()
-    ids = {id(p) for p in trained}
-    for p in grown.parameters():
-        p.requires_grad_(id(p) in ids)
-    opt = torch.optim.Adam(trained, lr=1e-2)
+    opt = torch.optim.Adam(grown.trainable(encoder_only=True), lr=1e-2)
     before = {k: v.clone() for k, v in grown.state_dict().items()}
     lambdas = torch.tensor(grown.cfg.lambdas)
     for _ in range(2):  # the first step moves only the blocks' output layers (their input has no gradient yet)
