@@ -148,7 +148,7 @@ def _alpha_plane(data: bytes, width: int, height: int) -> np.ndarray:
         raise NicError("corrupted .nic file (unreadable alpha plane)") from e
 
 
-def _icc_profile(data: bytes) -> bytes:
+def icc_profile(data: bytes) -> bytes:
     d = zlib.decompressobj()
     try:
         out = d.decompress(data, MAX_ICC_BYTES)
@@ -171,5 +171,5 @@ def assemble(rgb: np.ndarray, layout: int, chunks: dict[bytes, bytes]) -> Image.
         alpha = Image.fromarray(_alpha_plane(chunks[ALPHA], w, h), "L")
         image = Image.merge("LA" if layout == GREYA8 else "RGBA", [*image.split(), alpha])
     if ICC in chunks:
-        image.info["icc_profile"] = _icc_profile(chunks[ICC])
+        image.info["icc_profile"] = icc_profile(chunks[ICC])
     return image

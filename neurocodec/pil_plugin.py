@@ -33,7 +33,7 @@ class NicImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         from .errors import NicError
-        from .imageio import _icc_profile
+        from .imageio import icc_profile
 
         data = self.fp.read()
         try:
@@ -43,7 +43,7 @@ class NicImageFile(ImageFile.ImageFile):
         self._mode = _MODES.get(f.layout, "RGB")
         self._size = (f.width, f.height)
         if ICC in f.chunks:
-            self.info["icc_profile"] = _icc_profile(f.chunks[ICC])
+            self.info["icc_profile"] = icc_profile(f.chunks[ICC])
         self.info["quality"] = f.quality
         self.tile = [ImageFile._Tile("nic", (0, 0, *self.size), 0, None)]
 
@@ -52,7 +52,7 @@ class NicDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
-        from .codec import decode
+        from .api import decode
 
         self.fd.seek(0)
         image = decode(self.fd.read())
@@ -61,7 +61,8 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
-    from .codec import DEFAULT_QUALITY, encode
+    from .api import encode
+    from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY
 
     info = im.encoderinfo
     image = im
@@ -75,7 +76,7 @@ def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
             target_size=info.get("target_size"),
             target_bpp=info.get("target_bpp"),
             target_psnr=info.get("target_psnr"),
-            effort=info.get("effort", 0),
+            effort=info.get("effort", DEFAULT_EFFORT),
         )
     )
 

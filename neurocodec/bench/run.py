@@ -1,4 +1,4 @@
-"""Rate-distortion measurement: nic and the Pillow reference codecs, BD-rates.
+"""Rate-distortion measurement: nic and the reference codecs on the same images, compared by BD-rate.
 
 Protocol (../shared/design.md): bits per pixel from the real encoded bytes
 (headers included), RGB PSNR and MS-SSIM averaged over images, median encode
@@ -15,120 +15,33 @@ No torch import here: nic is imported only when it is measured.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import Image
 
-from .errors import NicError
-from .metrics import ms_ssim, msssim_db, msssim_scales, psnr
+from ..errors import NicError
+from ..metrics import ms_ssim, msssim_db, msssim_scales, psnr
+from .bjontegaard import bd_psnr, bd_rate
+from .references import (
+    LABELS,
+    REFERENCE_SETTINGS,
+    REFERENCES,
+    SWEEPS,
+    library_versions,
+    reference_decode,
+    reference_encode,
+)
 
-__all__ = [
-    "REFERENCES",
-    "REFERENCE_SETTINGS",
-    "SWEEPS",
-    "BenchResult",
-    "Point",
-    "bd_psnr",
-    "bd_rate",
-    "compare",
-    "find_images",
-    "load_images",
-    "measure",
-    "nic_ladder",
-    "parse_codecs",
-    "psnr",
-    "rate_at_psnr",
-    "reference_decode",
-    "reference_encode",
-    "run_bench",
-]
-
-REFERENCES = ("jpeg", "jpeg2000", "webp", "avif")
-LABELS = {"nic": "nic", "jpeg": "JPEG", "jpeg2000": "JPEG 2000", "webp": "WebP", "avif": "AVIF"}
-# How each reference is called: V is the swept value. Everything else is Pillow's default
-# (e.g. 4:2:0 chroma subsampling for JPEG, WebP and AVIF).
-REFERENCE_SETTINGS = {
-    "jpeg": 'JPEG (libjpeg-turbo): im.save(f, "JPEG", quality=V, optimize=True)',
-    "jpeg2000": (
-        'JPEG 2000 (OpenJPEG): im.save(f, "JPEG2000", irreversible=True, mct=1, quality_mode="rates", '
-        "quality_layers=[V]) (V = compression ratio: 24/V bpp before headers)"
-    ),
-    "webp": 'WebP (libwebp): im.save(f, "WEBP", quality=V, method=6)',
-    "avif": 'AVIF (libavif): im.save(f, "AVIF", quality=V, speed=4)',
-}
-SWEEPS = {
-    "jpeg": [2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
-    "jpeg2000": [300, 200, 150, 100, 70, 50, 35, 25, 16, 12, 8],
-    "webp": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
-    "avif": [5, 15, 25, 35, 45, 55, 65, 75, 85, 92],
-}
-_PIL_FEATURE = {"jpeg": "jpg", "jpeg2000": "jpg_2000", "webp": "webp", "avif": "avif"}
-_LIBRARY = {"jpeg": "libjpeg-turbo", "jpeg2000": "OpenJPEG", "webp": "libwebp", "avif": "libavif"}
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".avif", ".jp2"}
-
-
-def _save(image: Image.Image, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, **kwargs)
-    return buf.getvalue()
-
-
-def reference_encode(codec: str, image: Image.Image, value: float) -> bytes:
-    """Encode with a reference codec exactly as REFERENCE_SETTINGS says."""
-    if codec == "jpeg":
-        return _save(image, format="JPEG", quality=int(value), optimize=True)
-    if codec == "jpeg2000":
-        return _save(
-            image, format="JPEG2000", irreversible=True, mct=1, quality_mode="rates", quality_layers=[float(value)]
-        )
-    if codec == "webp":
-        return _save(image, format="WEBP", quality=int(value), method=6)
-    if codec == "avif":
-        return _save(image, format="AVIF", quality=int(value), speed=4)
-    raise ValueError(f"unknown reference codec {codec!r}")
-
-
-def reference_decode(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as im:
-        return im.convert("RGB")
-
-
-def library_versions() -> dict[str, str]:
-    """Pillow's version and, per reference codec, the library Pillow uses for it."""
-    import PIL
-
-    out = {"pillow": PIL.__version__}
-    for codec, feat in _PIL_FEATURE.items():
-        if not features.check(feat):
-            out[codec] = f"{_LIBRARY[codec]} (missing)"
-        elif codec == "jpeg" and features.check_feature("libjpeg_turbo"):
-            out[codec] = f"libjpeg-turbo {features.version_feature('libjpeg_turbo')}"
-        elif codec == "avif":
-            out[codec] = f"libavif {features.version(feat)}, {_avif_codecs()}"
-        else:
-            lib = "libjpeg" if codec == "jpeg" else _LIBRARY[codec]
-            out[codec] = f"{lib} {features.version(feat)}"
-    return out
-
-
-def _avif_codecs() -> str:
-    try:
-        from PIL import _avif
-
-        return _avif.codec_versions()
-    except (ImportError, AttributeError):
-        return "AV1 codec unknown"
 
 
 def settings_text(codecs: Sequence[str]) -> dict[str, str]:
@@ -142,22 +55,6 @@ def settings_text(codecs: Sequence[str]) -> dict[str, str]:
             call = REFERENCE_SETTINGS[c].split(": ", 1)[1]
             out[c] = f"{LABELS[c]} ({versions[c]}, Pillow {versions['pillow']}): {call}"
     return out
-
-
-def parse_codecs(text: str) -> list[str]:
-    """'jpeg,webp' or 'all' -> reference codec names (in canonical order); NicError if unknown."""
-    names = [t.strip().lower() for t in text.split(",") if t.strip()]
-    if not names:
-        raise NicError("--vs needs at least one codec (jpeg, jpeg2000, webp, avif or all)")
-    out: list[str] = []
-    for n in names:
-        if n not in (*REFERENCES, "all"):
-            raise NicError(f"unknown codec {n!r} (choose from {', '.join(REFERENCES)} or all)")
-        out += list(REFERENCES) if n == "all" else [n]
-    for c in out:
-        if not features.check(_PIL_FEATURE[c]):
-            raise NicError(f"this Pillow was built without {LABELS[c]} support ({_LIBRARY[c]})")
-    return [c for c in REFERENCES if c in out]
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -282,7 +179,8 @@ def measure(
 
 def nic_ladder(weights: str | os.PathLike | None = None) -> list[float]:
     """nic's sweep: every trained quality level of the weights (quality 0..100 spans them evenly)."""
-    from .weights import DEFAULT_WEIGHTS, load_weights
+    from ..autoencoder.modelfiles import DEFAULT_WEIGHTS
+    from ..autoencoder.weights import load_weights
 
     levels = int(load_weights(Path(weights or DEFAULT_WEIGHTS)).gains.shape[0])
     return [round(100.0 * i / (levels - 1), 2) for i in range(levels)] if levels > 1 else [100.0]
@@ -291,8 +189,8 @@ def nic_ladder(weights: str | os.PathLike | None = None) -> list[float]:
 def coder(codec: str, device: str = "auto", weights: str | os.PathLike | None = None) -> Coder:
     """(encode, decode) functions for one codec."""
     if codec == "nic":
-        from .codec import decode, encode
-        from .weights import DEFAULT_WEIGHTS
+        from ..api import decode, encode
+        from ..autoencoder.modelfiles import DEFAULT_WEIGHTS
 
         w = weights or DEFAULT_WEIGHTS
         return (lambda im, q: encode(im, quality=q, device=device, weights=w)), (
@@ -306,59 +204,6 @@ def coder(codec: str, device: str = "auto", weights: str | os.PathLike | None = 
 def _warm_up(c: Coder, image: np.ndarray, setting: float) -> None:
     """One untimed run on a small crop: loads weights, libraries and kernels."""
     c[1](c[0](Image.fromarray(np.ascontiguousarray(image[:64, :64])), setting))
-
-
-def _fit_delta(anchor: np.ndarray, test: np.ndarray) -> float:
-    """Mean of (test - anchor) of cubic fits y(x) over the overlapping x range; nan if ill-posed."""
-    curves = []
-    for c in (anchor, test):
-        c = c[np.all(np.isfinite(c), axis=1)]
-        if len(np.unique(c[:, 0])) < 4:
-            return math.nan
-        curves.append(c)
-    lo = max(c[:, 0].min() for c in curves)
-    hi = min(c[:, 0].max() for c in curves)
-    if not hi > lo:
-        return math.nan
-    integrals = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # poorly conditioned fits (RankWarning): still usable
-        for c in curves:
-            antider = np.polyint(np.polyfit(c[:, 0], c[:, 1], 3))
-            integrals.append(np.polyval(antider, hi) - np.polyval(antider, lo))
-    return float((integrals[1] - integrals[0]) / (hi - lo))
-
-
-def bd_rate(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]]) -> float:
-    """Bjontegaard delta rate (%) of `test` vs `anchor`; points are (bpp, quality in dB).
-
-    Fits log-rate as a cubic in quality for each curve and compares the mean
-    log-rates over the overlapping quality range. Negative: `test` needs fewer bits.
-    nan when the curves do not overlap or have fewer than 4 points.
-    """
-    a = np.array([(q, math.log(r)) for r, q in anchor if r > 0], dtype=np.float64).reshape(-1, 2)
-    t = np.array([(q, math.log(r)) for r, q in test if r > 0], dtype=np.float64).reshape(-1, 2)
-    d = _fit_delta(a, t)
-    return float((math.exp(d) - 1) * 100) if math.isfinite(d) else math.nan
-
-
-def bd_psnr(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]]) -> float:
-    """Bjontegaard delta quality (dB) of `test` vs `anchor` at equal rate; points are (bpp, dB).
-
-    Fits quality as a cubic in log-rate and averages the difference over the
-    overlapping rate range. Positive: `test` is better.
-    """
-    a = np.array([(math.log(r), q) for r, q in anchor if r > 0], dtype=np.float64).reshape(-1, 2)
-    t = np.array([(math.log(r), q) for r, q in test if r > 0], dtype=np.float64).reshape(-1, 2)
-    return _fit_delta(a, t)
-
-
-def rate_at_psnr(curve: Sequence[tuple[float, float]], target: float) -> float:
-    """bpp a codec needs for `target` dB, interpolated in log-rate (nan outside the curve)."""
-    c = np.array(sorted(curve, key=lambda p: p[1]))
-    if not c[0, 1] <= target <= c[-1, 1]:
-        return float("nan")
-    return float(np.exp(np.interp(target, c[:, 1], np.log(c[:, 0]))))
 
 
 def compare(curves: dict[str, list[Point]], test: str = "nic") -> dict[str, dict[str, float]]:
@@ -387,7 +232,7 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (nan becomes None)."""
-        from . import __version__
+        from .. import __version__
 
         d = {
             "neurocodec": __version__,
@@ -498,7 +343,8 @@ def run_bench(
     curves = {c: curves[c] for c in codecs}
     info = {}
     if "nic" in codecs:
-        from .weights import DEFAULT_WEIGHTS, load_weights
+        from ..autoencoder.modelfiles import DEFAULT_WEIGHTS
+        from ..autoencoder.weights import load_weights
 
         path = Path(weights or DEFAULT_WEIGHTS)
         w = load_weights(path)

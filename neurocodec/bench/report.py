@@ -7,8 +7,10 @@ import io
 import math
 import os
 
-from .bench import LABELS, BenchResult, rate_at_psnr
-from .errors import NicError
+from ..errors import NicError
+from .bjontegaard import rate_at_psnr
+from .references import LABELS
+from .run import BenchResult
 
 CSV_FIELDS = ["codec", "setting", "bpp", "psnr", "msssim", "msssim_db", "encode_ms", "decode_ms"]
 

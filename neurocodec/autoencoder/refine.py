@@ -31,41 +31,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .codec import MARGIN, TILE, Y_STRIDE, Z_STRIDE, Analysis, _hyper_params, _tiles, code, gains_for, reconstruct
-from .entropy_models import gaussian_likelihood
-from .errors import NicError
-from .model import anchor_mask
-from .weights import GAIN_FRAC_BITS
+from ..devices import native_bf16
+from ..settings import REFINE_STEPS, check_effort
+from .codec import Analysis
+from .gains import GAIN_FRAC_BITS, gains_for, lambda_for
+from .model import Y_STRIDE, Z_STRIDE, NicModel
+from .rounding import sga_round
+from .tiling import MARGIN, TILE, tiles
 
-# Optimisation steps of each effort level; level 0 is the plain single pass.
 # A step runs the synthesis forwards and backwards (~0.3 s for 768x512 on one
-# CPU thread). Gains flatten by ~60 steps, once the temperature nears TAU_MIN;
-# 30 steps give most of them. Measured: benchmarks/effort.py.
-EFFORT_STEPS = (0, 15, 30, 80)
-MAX_EFFORT = len(EFFORT_STEPS) - 1
+# CPU thread); the steps per effort level are `settings.REFINE_STEPS`.
 CHECK_EVERY = 20  # steps between checkpoints, besides each level's last step
 LEARNING_RATE = 0.05  # Adam, in quantisation bins of the gained y and of z; falls with the temperature
 TAU_START, TAU_DECAY, TAU_MIN = 0.5, 0.03, 0.05  # temperature: TAU_START * exp(-TAU_DECAY * step)
 SEED = 0
 SLOPE_SPAN = 500  # quality x 100 on each side of the target, for the image's own lambda
-_EPS = 1e-5
 
 
-def lambda_for(lambdas: Sequence[float], q100: int) -> float:
-    """The rate-distortion trade-off at quality q100: log-lambda interpolated like the gains."""
-    levels = len(lambdas)
-    i, frac = divmod(q100 * (levels - 1), 10000)
-    if i >= levels - 1:
-        return float(lambdas[-1])
-    t = frac / 10000
-    return math.exp((1 - t) * math.log(lambdas[i]) + t * math.log(lambdas[i + 1]))
-
-
-def steps_for(effort: int, schedule: Sequence[int] | None = None) -> int:
-    schedule = EFFORT_STEPS if schedule is None else schedule
-    if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or not 0 <= effort < len(schedule):
-        raise NicError(f"effort must be an integer from 0 to {len(schedule) - 1}, not {effort!r}")
-    return int(schedule[effort])
+def steps_for(effort: int, schedule: Sequence[int] = REFINE_STEPS) -> int:
+    """The gradient steps of an effort level (a bad level fails here, before any work)."""
+    return int(schedule[check_effort(effort, len(schedule))])
 
 
 def temperature(step: int) -> float:
@@ -74,8 +59,8 @@ def temperature(step: int) -> float:
 
 def rate_mse(a: Analysis, q100: int) -> tuple[float, float]:
     """Bits per pixel of the .nic file and MSE (0..255) of the pixels the decoder shows."""
-    bits = 8 * len(code(a, q100))
-    err = reconstruct(a, q100).astype(np.float64) - a.img.rgb.astype(np.float64)
+    bits = 8 * len(a.code(q100))
+    err = a.reconstruct(q100).astype(np.float64) - a.img.rgb.astype(np.float64)
     return bits / a.pixels, float(np.mean(err**2))
 
 
@@ -103,7 +88,7 @@ def local_lambda(a: Analysis, q100: int, ladder: float) -> float:
 
 @dataclass
 class Refined:
-    """Refined latents, ready for `codec.code`, and what the refinement measured."""
+    """Refined latents, ready for `Analysis.code`, and what the refinement measured."""
 
     analysis: Analysis
     cost: float  # coded_cost of `analysis` (the lowest seen)
@@ -113,74 +98,31 @@ class Refined:
     lam: float  # the lambda of the cost
 
 
-def _sga_round(v: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
-    """Stochastic Gumbel annealing: floor(v) + a relaxed Bernoulli 'round up'.
-
-    Rounding up is more likely the closer v is to its ceiling, and the choice
-    sharpens as tau falls; the difference of the two Gumbel draws of the
-    two-way Gumbel-softmax is one logistic draw.
-    """
-    low = torch.floor(v)
-    r = (v - low).clamp(_EPS, 1 - _EPS)
-    u = torch.rand(v.shape, generator=gen, device=v.device).clamp(_EPS, 1 - _EPS)
-    logistic = torch.log(u) - torch.log1p(-u)
-    up = torch.sigmoid((torch.atanh(r) - torch.atanh(1 - r)) / tau + logistic)
-    return low + up
-
-
-def native_bf16(dev: torch.device) -> bool:
-    """Whether bfloat16 convolutions run natively here (GPUs that have them; CPUs with AMX or AVX512-BF16).
-
-    Elsewhere they are emulated and slower than float32.
-    """
-    if dev.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private torch API: absent means no
-    return dev.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def _candidate(a: Analysis, y: torch.Tensor, z: torch.Tensor) -> Analysis:
-    """An Analysis for other latents: z rounded, its exact integer entropy parameters."""
-    z_int = z.detach().round().to(torch.int64).cpu()
-    mean_q, scale_q = _hyper_params(a.w, z_int, (y.shape[2], y.shape[3]))
-    return Analysis(a.img, a.w, a.dev, y.detach().float().cpu().clone(), z_int, mean_q, scale_q)
-
-
-def _distortion_grad(model, y_hat: torch.Tensor, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+def distortion_grad(model: NicModel, y_hat: torch.Tensor, x: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Sum of squared errors of the synthesis of y_hat against x, and its gradient.
 
     Tile by tile, as `codec.synthesis_tiled` decodes, so memory stays bounded:
     every pixel comes from its tile's window, and the window's gradient is
     added into the whole.
     """
-    ty, my = TILE // Y_STRIDE, MARGIN // Y_STRIDE
-    _, _, hy, wy = y_hat.shape
-    height, width = x.shape[2], x.shape[3]
     grad = torch.zeros_like(y_hat)
     total = 0.0
-    for top in _tiles(hy, ty):
-        for left in _tiles(wy, ty):
-            t0, l0 = max(0, top - my), max(0, left - my)
-            b1, r1 = min(hy, top + ty + my), min(wy, left + ty + my)
-            window = y_hat[:, :, t0:b1, l0:r1].detach().clone().requires_grad_(True)
-            out = model.synthesis(window.contiguous(memory_format=torch.channels_last))
-            py, px = top * Y_STRIDE, left * Y_STRIDE
-            bh, bw = min(ty * Y_STRIDE, height - py), min(ty * Y_STRIDE, width - px)
-            dy, dx = (top - t0) * Y_STRIDE, (left - l0) * Y_STRIDE
-            part = out[:, :, dy : dy + bh, dx : dx + bw].clamp(0, 255)
-            se = (part - x[:, :, py : py + bh, px : px + bw]).square().sum()
-            (g,) = torch.autograd.grad(se, window)
-            grad[:, :, t0:b1, l0:r1] += g
-            total += se.item()
+    for t in tiles(tuple(y_hat.shape[2:]), tuple(x.shape[2:]), (Y_STRIDE, 1), TILE // Y_STRIDE, MARGIN // Y_STRIDE):
+        window = y_hat[(..., *t.read)].detach().clone().requires_grad_(True)
+        out = model.synthesis(window.contiguous(memory_format=torch.channels_last))
+        se = (out[(..., *t.keep)].clamp(0, 255) - x[(..., *t.write)]).square().sum()
+        (g,) = torch.autograd.grad(se, window)
+        grad[(..., *t.read)] += g
+        total += se.item()
     return total, grad
 
 
 def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None = None) -> Refined:
     """Latents of the analysed image refined for quality q100 with `schedule[effort]` steps.
 
-    `schedule` (rising step counts per level; default EFFORT_STEPS) is for tests and experiments.
+    `schedule` (rising step counts per level; default `settings.REFINE_STEPS`) is for tests and experiments.
     """
-    schedule = EFFORT_STEPS if schedule is None else tuple(schedule)
+    schedule = REFINE_STEPS if schedule is None else tuple(schedule)
     steps = steps_for(effort, schedule)
     w, dev = a.w, a.dev
     model = w.model.to(dev)
@@ -203,7 +145,6 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
     u = (y * gain).requires_grad_(True)  # gained y: its quantisation bins are 1 wide
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([u, z], lr=LEARNING_RATE)
-    anchors = anchor_mask(hy, wy, dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(SEED)
     # Only the gradient's direction runs in bfloat16 (the synthesis, ~90 % of a
@@ -215,25 +156,20 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
             tau = temperature(step)
             for group in opt.param_groups:
                 group["lr"] = LEARNING_RATE * tau / TAU_START
-            z_soft = _sga_round(z, tau, gen)
-            z_bits = -torch.log2(model.z_density.likelihood(z_soft)).sum()
-            mean, scale = model.split_params(model.h_s(z_soft))
-            mean, scale = mean[:, :, :hy, :wy], scale[:, :, :hy, :wy]
-            v_soft = _sga_round(u - mean * gain, tau, gen)
-            if model.context is not None:  # the anchors as rounded, then the rest around refined means
-                mean, scale = model.with_anchors(mean, scale, v_soft / gain + mean)
-                v_soft = torch.where(anchors, v_soft, _sga_round(u - mean * gain, tau, gen))
-            mean_g, scale_g = mean * gain, scale * gain
-            y_bits = -torch.log2(gaussian_likelihood(v_soft, scale_g)).sum()
+            z_soft = sga_round(z, tau, gen)
+            z_bits = w.z.bits(z_soft).sum()
+            # the anchors as rounded, then (with a context) the rest around refined means
+            v_soft, mean_g, scale_g = w.y.forward(z_soft, gain, lambda m, tau=tau: sga_round(u - m, tau, gen), (hy, wy))
+            y_bits = w.y.bits(v_soft, scale_g).sum()
             y_hat = (v_soft + mean_g) / gain
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                _, d_grad = _distortion_grad(model, y_hat, x)
+                _, d_grad = distortion_grad(model, y_hat, x)
             rate = (y_bits + z_bits) / n
             grads = torch.autograd.grad([rate, y_hat], [u, z], [torch.ones_like(rate), d_grad * (lam / (3 * n))])
             u.grad, z.grad = grads
             opt.step()
             if step in checks:
-                cand = _candidate(a, u / gain, z)
+                cand = a.with_latents(u / gain, z)
                 cost = coded_cost(cand, q100, lam)
                 trace.append((step, cost))
                 if cost < best.cost:

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .entropy_models import FactorizedDensity
+from .densities import SCALE_MIN, FactorizedDensity
 
 COUNT_BITS = 20  # each table's counts sum to 2**COUNT_BITS
 SCALE_LEVELS = 64
-SCALE_MIN, SCALE_MAX = 0.11, 256.0
+SCALE_MAX = 256.0  # the tables' scales span SCALE_MIN (the training models' floor) to this
 SCALE_FRAC_BITS = 24  # thresholds compare with Q8 scale x Q16 gain = Q24
 GAUSS_RANGE = 8.0  # table covers +-8 standard deviations (plus escape)
 Z_TAIL = 1e-6  # z tables drop at most this much mass on each side (to the escape)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .errors import NicError
+from ..errors import NicError
 
 STDIO = Path("-")
 

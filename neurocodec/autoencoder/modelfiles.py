@@ -11,7 +11,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "nic.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "weights" / "nic.pt"
 RETIRED_DIR = "retired"
 
 

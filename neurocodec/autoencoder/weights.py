@@ -15,28 +15,27 @@ from pathlib import Path
 
 import torch
 
-from .atomic import save_atomic
-from .errors import NicError
-from .intnet import IntContext, IntHyperSynthesis, quantize_context, quantize_hyper_synthesis
-from .model import NicModel, anchor_mask, ste_round
+from ..atomic import save_atomic
+from ..entropy.intnet import IntContext, IntHyperSynthesis, quantize_context, quantize_hyper_synthesis
+from ..entropy.tables import TableSet, gaussian_tables, scale_thresholds, z_tables
+from ..errors import NicError
+from .gains import GAIN_FRAC_BITS
+from .latent_codecs import ExactY, FactorizedZ, HyperpriorY, anchor_mask
+from .model import NicModel
 from .modelfiles import DEFAULT_WEIGHTS, identity_of, retired_path
-from .tables import TableSet, gaussian_tables, scale_thresholds, z_tables
+from .rounding import ste_round
 
 FORMAT_TAG = "neurocodec-weights"
 FORMAT_VERSION = 1
-GAIN_FRAC_BITS = 16
 
 
 @dataclass
 class Weights:
     """Everything encode/decode needs, loaded once per process."""
 
-    model: NicModel
-    hyper: IntHyperSynthesis
-    context: IntContext | None  # None: y is coded in one pass, from the hyperprior alone
-    y_tables: TableSet
-    z_tables: TableSet
-    thresholds: torch.Tensor  # int64 Q24
+    model: NicModel  # the float transforms (and the float side of the latent stages, for refinement)
+    z: FactorizedZ  # the latent stages with their exact parts
+    y: HyperpriorY
     gains: torch.Tensor  # int64 (levels, m), Q16
     identity: bytes  # 8 bytes
     progress: dict
@@ -107,7 +106,7 @@ def export_weights(
 
 def _anchor_samples(model: NicModel, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Decoded anchors (un-gained, zero elsewhere) at every quality level, as the context sees them."""
-    mean, _ = model.split_params(model.h_s(z))
+    mean, _ = model.h_s(z).chunk(2, dim=1)
     anchors = anchor_mask(y.shape[2], y.shape[3])
     out = []
     for gain in model.log_gain.detach().exp():
@@ -162,13 +161,16 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> Weights:
 def _load(path: Path, mtime_ns: int, size: int) -> Weights:
     obj = _read(path)
     model = NicModel.from_state(obj["config"], obj["state"]).eval()
-    return Weights(
-        model=model,
+    exact = ExactY(
         hyper=IntHyperSynthesis.from_list(obj["hyper"]),
         context=IntContext.from_dict(obj["context"]) if "context" in obj else None,
-        y_tables=TableSet.from_dict(obj["y_tables"]),
-        z_tables=TableSet.from_dict(obj["z_tables"]),
+        tables=TableSet.from_dict(obj["y_tables"]),
         thresholds=obj["thresholds"].to(torch.int64),
+    )
+    return Weights(
+        model=model,
+        z=FactorizedZ(model.z_density, TableSet.from_dict(obj["z_tables"])),
+        y=HyperpriorY(model.h_s, model.context, exact),
         gains=obj["gains"].to(torch.int64),
         identity=identity_of(path),
         progress=dict(obj["progress"]),

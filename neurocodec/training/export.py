@@ -1,6 +1,6 @@
 """Turn a training checkpoint into shipped weights.
 
-python -m neurocodec.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt [--levels N]
+python -m neurocodec.training.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt [--levels N]
 
 Training keeps the whole quality ladder, whose top levels push the transforms
 towards fidelity; `--levels` ships only the lowest N of them, for when the top
@@ -19,10 +19,11 @@ import click
 import numpy as np
 import torch
 
+from ..autoencoder.modelfiles import retire_weights
+from ..autoencoder.weights import export_weights
+from ..errors import NicError
+from .checkpoints import DEFAULT_CANDIDATE, read_checkpoint, save_candidate, trained_pixels
 from .data import ImageCache
-from .modelfiles import retire_weights
-from .train import DEFAULT_CANDIDATE, load_start, save_candidate, trained_pixels
-from .weights import export_weights
 
 
 @click.command()
@@ -45,7 +46,10 @@ from .weights import export_weights
 def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_candidate: bool) -> None:
     """Export a checkpoint (float model) with its integer tables for coding."""
     torch.set_num_threads(2)
-    model, _, progress = load_start(Path(ckpt), Path("/nonexistent"))
+    try:  # a missing checkpoint must not become a freshly initialised model shipped as the weights
+        model, _, progress = read_checkpoint(Path(ckpt))
+    except NicError as e:
+        raise click.ClickException(f"{e}; nothing was written") from None
     candidate = Path(out).parent / Path(DEFAULT_CANDIDATE).name
     if as_candidate:
         save_candidate(model, progress, candidate)

@@ -3,7 +3,7 @@
 `FactorizedDensity` is the learned per-channel density of the hyper-latent z
 (Balle et al. 2018, appendix 6.1); `gaussian_likelihood` is the discretised
 Gaussian of y given the hyperprior's mean and scale. The integer tables that
-the entropy coder uses are derived from these in `tables.py`.
+the entropy coder uses are derived from these in `tables`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Integer-exact hyper-synthesis: the part of the decoder the entropy coder depends on.
+"""Integer-exact networks: the parts of a decoder the entropy coder depends on.
 
 Encoder and decoder must derive the very same mean and scale for every
 latent, on any machine, thread count or device; a float network does not
-(its sums are reordered by BLAS and oneDNN). So h_s is exported with 8-bit
+(its sums are reordered by BLAS and oneDNN). So such a network (the
+autoencoder's hyper-synthesis h_s and its context model) is exported with 8-bit
 weights and 16-bit activations, all integers, and evaluated either
 
 * as float64 convolutions on integer-valued tensors: every product and every
@@ -184,7 +185,7 @@ class IntContext(IntChain):
     """The checkerboard context evaluated exactly: fixed-point anchors -> Q8 mean and scale corrections.
 
     Input: the decoded anchors, un-gained, as integers in units of
-    2**-frac_bits, zero at the other positions (see `codec`). Output: Q8
+    2**-frac_bits, zero at the other positions (see `autoencoder.latent_codecs`). Output: Q8
     corrections of every position's mean and scale; the caller keeps those of
     the non-anchors.
     """

@@ -1,7 +1,9 @@
 """Entropy coding of integer symbols with constriction's ANS coder.
 
-Symbols come in *sections* (first z, then y). Within a section every symbol
-names the integer table that models it; symbols are coded grouped by table,
+Symbols come in *sections*, decoded in the order they were written (the
+autoencoder writes z, then y in one section, or two with the checkerboard
+context: anchors, then the rest). Within a section every symbol names the
+integer table that models it; symbols are coded grouped by table,
 in ascending table order and raster order inside a group, so the decoder,
 which knows the table of every position before decoding it, can undo it.
 ANS is a stack: the encoder pushes groups in reverse decode order.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from .errors import NicError
+from ..errors import NicError
 from .tables import TableSet
 
 

@@ -1,6 +1,6 @@
 """Plain training loop: random crops, R + lambda*D over the quality ladder, Adam.
 
-    python -m neurocodec.train --data ../shared/data/train --valid ../shared/data/valid
+    python -m neurocodec.training --data ../shared/data/train --valid ../shared/data/valid
 
 It resumes from the local checkpoint (with optimizer state) if there is one,
 otherwise from the shipped weights or, when it has trained longer, the
@@ -20,15 +20,14 @@ import click
 import numpy as np
 import torch
 
-from .atomic import save_atomic
-from .codec import pick_device
+from ..atomic import save_atomic
+from ..autoencoder.model import STRIDE, NicModel
+from ..autoencoder.weights import export_weights
+from ..cli.common import device_option
+from ..devices import pick_device
+from ..errors import NicError
+from .checkpoints import DEFAULT_CANDIDATE, load_start
 from .data import ImageCache, list_images, load_rgb
-from .errors import NicError
-from .model import DEFAULT_LAMBDAS, STRIDE, NicModel, Placement, embed
-from .options import device_option
-from .weights import export_weights, load_float_model
-
-DEFAULT_CANDIDATE = "weights/candidate.pt"
 
 
 def train_step(
@@ -74,133 +73,6 @@ class RunClock:
         step = min(dt, 5 * self.typical)
         self.typical = 0.95 * self.typical + 0.05 * step
         self.seconds += step
-
-
-def _grow_adam_state(opt_state: dict, model: NicModel, place: Placement, new_shapes: dict) -> None:
-    """Carry Adam's moments into grown tensors: zero momentum, the mean variance for new entries."""
-    names = [k for k, _ in model.named_parameters()]
-    for k, spec in place.items():
-        st = opt_state["state"].get(names.index(k))
-        if st is None:
-            continue
-        avg = embed(st["exp_avg"], new_shapes[k], spec)
-        sq = embed(st["exp_avg_sq"], new_shapes[k], spec, fill=st["exp_avg_sq"].mean().item())
-        st["exp_avg"], st["exp_avg_sq"] = avg, sq
-
-
-def _renumber_adam_state(opt_state: dict, old: NicModel, new: NicModel) -> None:
-    """Adam's state is keyed by parameter position: follow each tensor by name into a model with more of them."""
-    old_names = [k for k, _ in old.named_parameters()]
-    new_index = {k: i for i, (k, _) in enumerate(new.named_parameters())}
-    opt_state["state"] = {new_index[old_names[i]]: st for i, st in opt_state["state"].items()}
-    opt_state["param_groups"][0]["params"] = list(range(len(new_index)))
-
-
-def _read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicModel, dict | None, dict]:
-    """Model, optimizer state and progress.
-
-    encoder_only: whether the optimizer state will drive an encoder-only run;
-    state saved for the other kind is dropped (None: returned as it is).
-    """
-    c = torch.load(path, map_location="cpu", weights_only=True)
-    opt_state = c.get("optimizer")
-    if opt_state is not None and encoder_only is not None and bool(c.get("encoder_only", False)) != encoder_only:
-        print("the checkpoint's optimizer state was for other tensors; Adam starts afresh", flush=True)
-        opt_state = None
-    return NicModel.from_state(c["config"], c["state"]), opt_state, dict(c["progress"])
-
-
-def trained_pixels(path: Path) -> float:
-    return float(torch.load(path, map_location="cpu", weights_only=True)["progress"]["pixels"])
-
-
-def _candidate_leads(candidate: Path | None, shipped: Path) -> bool:
-    """Whether the committed candidate has trained longer than the shipped weights (or is all there is)."""
-    if candidate is None or not candidate.exists():
-        return False
-    return not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped)
-
-
-def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
-    """The float model alone (no optimizer state, no coding tables), to resume training from.
-
-    Training state on a machine is lost with it; a model that is still behind
-    the shipped one at its middle qualities (say, just grown) is committed as
-    a candidate instead, and the next run resumes it (`load_start`).
-    """
-    save_atomic({"config": model.cfg.to_dict(), "state": model.state_dict(), "progress": dict(progress)}, path)
-
-
-def load_start(
-    ckpt: Path,
-    shipped: Path,
-    latent_channels: int | None = None,
-    deep_channels: int | None = None,
-    candidate: Path | None = None,
-    context_channels: int | None = None,
-    channels: int | None = None,
-    encoder_blocks: int | None = None,
-    encoder_only: bool | None = None,
-) -> tuple[NicModel, dict | None, dict]:
-    """Model, optimizer state and progress counters to continue from.
-
-    The local checkpoint if there is one; otherwise whichever of the shipped
-    weights and the committed candidate has seen more training pixels. A
-    model trained on another quality ladder moves to the ladder this code
-    defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
-    channels, `deep_channels` channels at 1/8 resolution or `channels` at
-    1/2 and 1/4 resolution grows them, one without a context model gets
-    one of `context_channels`, and one with fewer residual blocks on y in its
-    analysis gets `encoder_blocks`; all of them keep what they learned.
-    `encoder_only`: whether the optimizer state resumes an encoder-only run
-    (None: the caller does not use it).
-    """
-    opt_state = None
-    if ckpt.exists():
-        model, opt_state, progress = _read_checkpoint(ckpt, encoder_only)
-    elif _candidate_leads(candidate, shipped):
-        print(f"resuming the candidate {candidate}", flush=True)
-        model, _, progress = _read_checkpoint(candidate)
-    elif shipped.exists():
-        model, progress = load_float_model(shipped)
-    else:
-        return NicModel(), None, {"step": 0, "pixels": 0}
-    if tuple(model.cfg.lambdas) != DEFAULT_LAMBDAS:
-        print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
-        model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
-        if opt_state is not None:
-            # log_gain is the model's first parameter; its Adam moments follow the level mapping.
-            st = opt_state["state"].get(0)
-            if st is not None:
-                st["exp_avg"], st["exp_avg_sq"] = st["exp_avg"][nearest], st["exp_avg_sq"][nearest]
-    growths = (
-        ("latent channels", "m", latent_channels, NicModel.widened),
-        ("1/8-resolution layers' channels", "n_deep", deep_channels, NicModel.deepened),
-        ("1/2- and 1/4-resolution layers' channels", "n", channels, NicModel.broadened),
-    )
-    for what, name, target, grow in growths:
-        if target and target > getattr(model.cfg, name):
-            print(f"growing the {what} from {getattr(model.cfg, name)} to {target}", flush=True)
-            grown, place = grow(model, target)
-            if opt_state is not None:
-                _grow_adam_state(opt_state, model, place, {k: v.shape for k, v in grown.named_parameters()})
-            model = grown
-    if context_channels and model.context is None:
-        print(f"adding a checkerboard context model of {context_channels} channels", flush=True)
-        grown = model.with_context(context_channels)
-        if opt_state is not None:
-            _renumber_adam_state(opt_state, model, grown)
-        model = grown
-    if encoder_blocks and encoder_blocks > model.cfg.ne:
-        print(f"adding residual blocks on y to the analysis: {model.cfg.ne} -> {encoder_blocks}", flush=True)
-        grown = model.with_encoder_blocks(encoder_blocks)
-        if opt_state is not None and not encoder_only:
-            _renumber_adam_state(opt_state, model, grown)
-        elif opt_state is not None:
-            print("Adam starts afresh for the encoder with its new blocks", flush=True)
-            opt_state = None
-        model = grown
-    return model, opt_state, progress
 
 
 @torch.no_grad()

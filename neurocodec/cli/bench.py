@@ -1,6 +1,6 @@
 """`nic bench`: nic's rate-distortion and speed beside JPEG, JPEG 2000, WebP and AVIF.
 
-A thin layer over neurocodec.bench (measurement) and neurocodec.report (output);
+A thin layer over neurocodec.bench (measurement and output);
 everything heavy is imported when the command runs, so `nic --help` stays fast.
 """
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .errors import NicError
-from .options import device_option
+from ..errors import NicError
+from .common import check_output, device_option, friendly
 
 
 def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[float]]:
@@ -32,11 +32,9 @@ def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[f
 
 def _outputs(paths: dict[str, str | None], force: bool) -> dict[str, Path]:
     """Check the output files before the (long) run starts."""
-    from .cli import _check_writable
-
     out = {k: Path(v) for k, v in paths.items() if v}
     for p in out.values():
-        _check_writable(p, force)
+        check_output(p, force)
     if "plot" in out:
         try:
             import matplotlib  # noqa: F401
@@ -59,8 +57,7 @@ def _run(
 ) -> None:
     import json
 
-    from .bench import load_images, parse_codecs, run_bench
-    from .report import format_table, plot_rd, to_csv
+    from ..bench import format_table, load_images, parse_codecs, plot_rd, run_bench, to_csv
 
     codecs = ["nic", *parse_codecs(vs)]
     sweeps = _parse_sweeps(sweep, codecs)
@@ -124,6 +121,4 @@ def bench(**kwargs) -> None:
       nic bench --vs all
       nic bench photos/ --vs jpeg,webp --json rd.json --csv rd.csv --plot rd.png
     """
-    from .cli import friendly
-
     friendly(_run)(**kwargs)

@@ -1,4 +1,4 @@
-"""The `nic` command line: a thin layer over `neurocodec.encode/decode`.
+"""The `nic` commands: encode, decode, info, bench, train; a thin layer over the Python API.
 
 Heavy imports (torch) happen inside the commands that need them, so
 `nic --help` and `nic info` start fast.
@@ -8,67 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 
 import click
 
-from . import __version__
-from .bench_cli import bench
-from .errors import NicError
-from .options import device_option
-
-DEFAULT_QUALITY = 75.0  # keep equal to codec.DEFAULT_QUALITY (not imported: it pulls in torch)
-MAX_EFFORT = 3  # keep equal to refine.MAX_EFFORT (same reason)
-STDIO = "-"
-
-
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"nic: error: {message}", err=True)
-    sys.exit(code)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"nic: warning: {message}", err=True)
-
-
-def friendly(fn: Callable) -> Callable:
-    """Turn every failure into one line on stderr and a non-zero exit; warnings into one line too."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        import warnings
-
-        warnings.showwarning = _show_warning
-        try:
-            return fn(*args, **kwargs)
-        except NicError as e:
-            _fail(str(e))
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except MemoryError:
-            _fail("out of memory (try a smaller image)")
-        except OSError as e:
-            _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
-        except Exception as e:  # noqa: BLE001 -- a bug: still one line, but say so
-            _fail(f"internal error ({type(e).__name__}: {e}); please report it")
-
-    return wrapper
-
-
-def _check_writable(dst: Path, force: bool) -> None:
-    from .files import check_writable
-
-    check_writable(dst, force)
-    if not dst.parent.exists():
-        raise NicError(f"output folder {dst.parent} does not exist")
-
-
-force_option = click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
-jobs_option = click.option(
-    "-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Files converted in parallel."
-)
-quiet_option = click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+from .. import __version__
+from ..errors import NicError
+from ..settings import DEFAULT_QUALITY, MAX_EFFORT, REFINE_STEPS
+from .bench import bench
+from .common import STDIO, device_option, force_option, friendly, jobs_option, quiet_option
 
 
 def _paths(inputs: tuple[str, ...]) -> list[Path]:
@@ -155,8 +103,11 @@ def main() -> None:
     type=click.IntRange(0, MAX_EFFORT),
     default=0,
     show_default=True,
-    help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; 1, 2, 3 refine each image's latents "
-    "with 15, 30, 80 gradient steps (level 3: about 1.5 minutes per megapixel on 2 CPU cores). Same decoder and format.",
+    help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; "
+    + ", ".join(map(str, range(1, MAX_EFFORT + 1)))
+    + " refine each image's latents with "
+    + ", ".join(map(str, REFINE_STEPS[1:]))
+    + f" gradient steps (level {MAX_EFFORT}: about 1.5 minutes per megapixel on 2 CPU cores). Same decoder and format.",
 )
 @device_option
 @jobs_option
@@ -191,9 +142,9 @@ def encode(
       nic encode a.png b.jpg photos/ -o out/ --jobs 2
       cat photo.png | nic encode - > photo.nic
     """
+    from ..ratecontrol import parse_size
     from .batch import image_suffixes, plan
     from .files import encode_file
-    from .ratecontrol import parse_size
 
     if sum(t is not None for t in (size, bpp, psnr)) > 1:
         raise NicError("give only one of --size, --bpp and --psnr")
@@ -283,8 +234,8 @@ def info(file: Path) -> None:
     \b
     Example: nic info photo.nic
     """
-    from .format import ICC, LAYOUT_NAMES, parse
-    from .modelfiles import availability
+    from ..autoencoder.modelfiles import availability
+    from ..format import ICC, LAYOUT_NAMES, parse
 
     if not file.exists():
         raise NicError(f"no such file: {file}")
@@ -307,13 +258,13 @@ def info(file: Path) -> None:
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
 @click.pass_context
 def train(ctx: click.Context) -> None:
-    """Train the model (same options as python -m neurocodec.train; see nic train --help)."""
-    from .train import main as train_main
+    """Train the model (same options as python -m neurocodec.training; see nic train --help)."""
+    from ..training.loop import main as train_main
 
     train_main.main(args=ctx.args, prog_name="nic train", standalone_mode=True)
 
 
-main.add_command(bench)  # nic bench: neurocodec/bench_cli.py
+main.add_command(bench)  # nic bench: cli/bench.py
 
 if __name__ == "__main__":
     main(prog_name="nic")

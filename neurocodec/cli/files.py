@@ -12,8 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..errors import NicError, NicWarning
 from .batch import STDIO, Job
-from .errors import NicError, NicWarning
 
 # Pillow formats that cannot store an alpha channel.
 _NO_ALPHA = {"JPEG", "PPM", "BMP", "EPS", "PCX", "SGI", "XBM", "IM", "MPEG", "DDS", "JPEG2000"}
@@ -45,7 +45,7 @@ def read_input(src: Path) -> bytes:
 
 
 def write_output(dst: Path, data: bytes, make_dirs: bool = False) -> None:
-    from .atomic import write_atomic
+    from ..atomic import write_atomic
 
     if dst == STDIO:
         sys.stdout.buffer.write(data)
@@ -111,7 +111,7 @@ def image_bytes(image, fmt: str, options: dict | None = None) -> bytes:
 
 def encode_file(opts: dict, job: Job) -> tuple[int, int]:
     """One `nic encode` job; returns (bytes read, bytes written)."""
-    from .codec import encode
+    from ..api import encode
 
     check_writable(job.dst, opts["force"], job.src)
     if job.src == STDIO:
@@ -136,7 +136,7 @@ def encode_file(opts: dict, job: Job) -> tuple[int, int]:
 
 def decode_file(opts: dict, job: Job) -> tuple[int, int]:
     """One `nic decode` job; returns (bytes read, bytes written)."""
-    from .codec import decode
+    from ..api import decode
 
     check_writable(job.dst, opts["force"], job.src)
     fmt = pil_format(opts["format"] or (job.dst.suffix if job.dst != STDIO else "png"))

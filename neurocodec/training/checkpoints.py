@@ -1,0 +1,127 @@
+"""Where training resumes from: the local checkpoint, the shipped weights or the committed candidate.
+
+A checkpoint is a plain dict read with `weights_only=True`: the float model's
+configuration and state, Adam's state (for the parameters `NicModel.trainable`
+gave the run that wrote it, whole-model or encoder-only), and the progress counters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..atomic import save_atomic
+from ..autoencoder.model import DEFAULT_LAMBDAS, NicModel
+from ..autoencoder.weights import load_float_model
+from ..errors import NicError
+from . import growth
+
+DEFAULT_CANDIDATE = "weights/candidate.pt"
+
+
+def read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicModel, growth.NamedAdam | None, dict]:
+    """Model, optimizer state by parameter name and progress.
+
+    encoder_only: whether the optimizer state will drive an encoder-only run;
+    state saved for the other kind, or for tensors it does not fit, is dropped
+    (None: the caller does not use the state, which is dropped too).
+    """
+    if not path.is_file():
+        raise NicError(f"checkpoint not found: {path}")
+    c = torch.load(path, map_location="cpu", weights_only=True)
+    model = NicModel.from_state(c["config"], c["state"])
+    opt_state, named = c.get("optimizer"), None
+    saved_for = bool(c.get("encoder_only", False))
+    if opt_state is not None and encoder_only is not None:
+        if saved_for != encoder_only:
+            print("the checkpoint's optimizer state was for other tensors; Adam starts afresh", flush=True)
+        else:
+            named = growth.NamedAdam.of(opt_state, model.trainable_names(saved_for))
+            if named is None:
+                print("the checkpoint's optimizer state does not fit its model; Adam starts afresh", flush=True)
+    return model, named, dict(c["progress"])
+
+
+def trained_pixels(path: Path) -> float:
+    return float(torch.load(path, map_location="cpu", weights_only=True)["progress"]["pixels"])
+
+
+def _candidate_leads(candidate: Path | None, shipped: Path) -> bool:
+    """Whether the committed candidate has trained longer than the shipped weights (or is all there is)."""
+    if candidate is None or not candidate.exists():
+        return False
+    return not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped)
+
+
+def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
+    """The float model alone (no optimizer state, no coding tables), to resume training from.
+
+    Training state on a machine is lost with it; a model that is still behind
+    the shipped one at its middle qualities (say, just grown) is committed as
+    a candidate instead, and the next run resumes it (`load_start`).
+    """
+    save_atomic({"config": model.cfg.to_dict(), "state": model.state_dict(), "progress": dict(progress)}, path)
+
+
+def load_start(
+    ckpt: Path,
+    shipped: Path,
+    latent_channels: int | None = None,
+    deep_channels: int | None = None,
+    candidate: Path | None = None,
+    context_channels: int | None = None,
+    channels: int | None = None,
+    encoder_blocks: int | None = None,
+    encoder_only: bool | None = None,
+) -> tuple[NicModel, dict | None, dict]:
+    """Model, optimizer state and progress counters to continue from.
+
+    The local checkpoint if there is one; otherwise whichever of the shipped
+    weights and the committed candidate has seen more training pixels. A
+    model trained on another quality ladder moves to the ladder this code
+    defines (`DEFAULT_LAMBDAS`); one with fewer than `latent_channels` latent
+    channels, `deep_channels` channels at 1/8 resolution or `channels` at
+    1/2 and 1/4 resolution grows them, one without a context model gets
+    one of `context_channels`, and one with fewer residual blocks on y in its
+    analysis gets `encoder_blocks`; all of them keep what they learned, and
+    Adam's moments follow their tensors by name.
+    `encoder_only`: whether the returned optimizer state is for
+    `model.trainable(encoder_only=True)` (None: no state is returned).
+    """
+    named = None
+    if ckpt.exists():
+        model, named, progress = read_checkpoint(ckpt, encoder_only)
+    elif _candidate_leads(candidate, shipped):
+        print(f"resuming the candidate {candidate}", flush=True)
+        model, _, progress = read_checkpoint(candidate)
+    elif shipped.exists():
+        model, progress = load_float_model(shipped)
+    else:
+        return NicModel(), None, {"step": 0, "pixels": 0}
+    if tuple(model.cfg.lambdas) != DEFAULT_LAMBDAS:
+        print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
+        model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
+        if named is not None:
+            named.levels(nearest)
+    growths = (
+        ("latent channels", "m", latent_channels, growth.widened),
+        ("1/8-resolution layers' channels", "n_deep", deep_channels, growth.deepened),
+        ("1/2- and 1/4-resolution layers' channels", "n", channels, growth.broadened),
+    )
+    for what, name, target, grow in growths:
+        if target and target > getattr(model.cfg, name):
+            print(f"growing the {what} from {getattr(model.cfg, name)} to {target}", flush=True)
+            model, place = grow(model, target)
+            if named is not None:
+                named.grow(place, model)
+    if context_channels and model.context is None:
+        print(f"adding a checkerboard context model of {context_channels} channels", flush=True)
+        model = growth.with_context(model, context_channels)
+    if encoder_blocks and encoder_blocks > model.cfg.ne:
+        print(f"adding residual blocks on y to the analysis: {model.cfg.ne} -> {encoder_blocks}", flush=True)
+        model = growth.with_encoder_blocks(model, encoder_blocks)
+    opt_state = None
+    if named is not None and encoder_only is not None:
+        opt_state = named.for_optimizer(model, model.trainable_names(encoder_only))
+    return model, opt_state, progress
