@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from default_quality import centre_crop
 
-from neurocodec.data import list_images, load_rgb
-from neurocodec.train import _read_checkpoint
-from neurocodec.weights import load_float_model
+from neurocodec.autoencoder.weights import load_float_model
+from neurocodec.training.checkpoints import read_checkpoint
+from neurocodec.training.data import list_images, load_rgb
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +44,7 @@ def _blocks(a: np.ndarray) -> np.ndarray:
 )
 def main(weights: str, ckpt: str | None, images: str, components: int) -> None:
     torch.set_num_threads(2)
-    model = _read_checkpoint(Path(ckpt))[0] if ckpt else load_float_model(weights)[0]
+    model = read_checkpoint(Path(ckpt))[0] if ckpt else load_float_model(weights)[0]
     model.eval()
     crops = [(p.name, centre_crop(load_rgb(p))) for p in list_images(images)]
     blocks = np.concatenate([_blocks(a) for _, a in crops])

@@ -6,7 +6,7 @@
 Prints the BD-rate of the candidate against the shipped curve over their common
 PSNR range (negative: the candidate needs fewer bits), and for each of the
 candidate's levels the ratio of its bytes to JPEG's at the same PSNR, so that
-`python -m neurocodec.export --levels N` can ship only levels that beat JPEG.
+`python -m neurocodec.training.export --levels N` can ship only levels that beat JPEG.
 Both files must come from the same image set.
 """
 

@@ -14,8 +14,8 @@ import click
 import torch
 from torch import nn
 
-from neurocodec.layers import GDN
-from neurocodec.model import ModelConfig, NicModel
+from neurocodec.autoencoder.layers import GDN
+from neurocodec.autoencoder.model import ModelConfig, NicModel
 
 H, W = 512, 768
 
@@ -67,7 +67,8 @@ def costs(cfg: ModelConfig) -> dict[str, float]:
 @click.command()
 @click.option("--weights", default=None, help="Weights whose configuration to count [default: the shipped ones].")
 def main(weights: str | None) -> None:
-    from neurocodec.weights import DEFAULT_WEIGHTS, load_weights
+    from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS
+    from neurocodec.autoencoder.weights import load_weights
 
     cfg = load_weights(weights or DEFAULT_WEIGHTS).model.cfg
     ours = costs(cfg)

@@ -16,8 +16,8 @@ from PIL import Image
 
 import neurocodec
 from neurocodec.bench import psnr, reference_decode, reference_encode
-from neurocodec.codec import DEFAULT_QUALITY
-from neurocodec.data import list_images, load_rgb
+from neurocodec.settings import DEFAULT_QUALITY
+from neurocodec.training.data import list_images, load_rgb
 
 
 def centre_crop(a: np.ndarray, w: int = 768, h: int = 512) -> np.ndarray:

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 import neurocodec
+from neurocodec.autoencoder.weights import load_weights
 from neurocodec.bench import bd_rate
-from neurocodec.data import list_images, load_rgb
 from neurocodec.metrics import psnr
-from neurocodec.refine import EFFORT_STEPS, MAX_EFFORT
-from neurocodec.weights import load_weights
+from neurocodec.settings import MAX_EFFORT, REFINE_STEPS
+from neurocodec.training.data import list_images, load_rgb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -104,11 +104,11 @@ def main(
     if not paths:
         raise click.ClickException(f"no images in {images}")
     w = load_weights()
-    name = f"effort-{w.identity.hex()}-{'-'.join(map(str, EFFORT_STEPS))}-{device}{threads}.json"
+    name = f"effort-{w.identity.hex()}-{'-'.join(map(str, REFINE_STEPS))}-{device}{threads}.json"
     store = Path(results_path) if results_path else RESULTS / name
     store.parent.mkdir(parents=True, exist_ok=True)
     results = {} if fresh else _load(store)
-    print(f"{len(paths)} photos, levels {level_list} (steps {EFFORT_STEPS}), qualities {q_list}, {threads} threads")
+    print(f"{len(paths)} photos, levels {level_list} (steps {REFINE_STEPS}), qualities {q_list}, {threads} threads")
     print(f"results: {store}; load average before: {os.getloadavg()[0]:.2f}", flush=True)
 
     neurocodec.encode(np.zeros((64, 64, 3), np.uint8), device=device)  # load the weights, warm up
@@ -157,7 +157,7 @@ def main(
         seconds = float(np.median([rec(n, e, q)["seconds"] for n in names for q in q_list]))
         bd = bd_rate(curves[0], curves[e]) if e else 0.0
         med = float(np.nanmedian(per_photo)) if e and not all(map(math.isnan, per_photo)) else 0.0
-        print(f"| {e} | {EFFORT_STEPS[e]} | {_fmt(bd, '+.1f')} % | {_fmt(med, '+.1f')} % | {seconds:.2f} |")
+        print(f"| {e} | {REFINE_STEPS[e]} | {_fmt(bd, '+.1f')} % | {_fmt(med, '+.1f')} % | {seconds:.2f} |")
     print("\nMean bpp / PSNR (dB) per quality:\n")
     print("| quality | " + " | ".join(f"effort {e}" for e in level_list) + " |")
     print("| ---: | " + " | ".join("---:" for _ in level_list) + " |")

@@ -22,8 +22,9 @@ from pathlib import Path
 import click
 import torch
 
+from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS
+from neurocodec.autoencoder.weights import load_weights
 from neurocodec.bench import Point, cache_key, find_images, json_clean, rate_at_psnr, read_image, run_bench
-from neurocodec.weights import DEFAULT_WEIGHTS, load_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

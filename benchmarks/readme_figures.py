@@ -24,8 +24,7 @@ from pathlib import Path
 import click
 import torch
 
-from neurocodec.bench import REFERENCES, BenchResult, find_images, read_image, run_bench
-from neurocodec.report import plot_rd, to_markdown
+from neurocodec.bench import REFERENCES, BenchResult, find_images, plot_rd, read_image, run_bench, to_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

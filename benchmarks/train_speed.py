@@ -16,9 +16,9 @@ import click
 import numpy as np
 import torch
 
-from neurocodec.data import ImageCache, list_images, load_rgb
-from neurocodec.model import ModelConfig, NicModel
-from neurocodec.train import train_step
+from neurocodec.autoencoder.model import ModelConfig, NicModel
+from neurocodec.training.data import ImageCache, list_images, load_rgb
+from neurocodec.training.loop import train_step
 
 
 def decoded_crops(files: list, batch: int, crop: int, rng: np.random.Generator) -> torch.Tensor:

@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 
 from neurocodec.bench import SWEEPS, bd_rate, measure, reference_decode, reference_encode
-from neurocodec.data import list_images, load_rgb
-from neurocodec.train import _centre_crop
+from neurocodec.training.data import list_images, load_rgb
+from neurocodec.training.loop import centre_crop
 
 STEP = re.compile(r"^step (\d+) .* pixels ([0-9.e+]+)")
 LEVEL = re.compile(r"q\d+ ([0-9.]+)bpp ([0-9.]+)dB")
@@ -43,7 +43,7 @@ def parse(paths: list[Path]) -> list[tuple[int, float, list[tuple[float, float]]
 @click.option("--valid", default="../shared/data/valid", show_default=True)
 @click.option("--valid-images", default=6, show_default=True, help="As in the training run.")
 def main(logs: tuple[Path, ...], valid: str, valid_images: int) -> None:
-    crops = [_centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]]
+    crops = [centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]]
     jpeg = [measure(crops, q, lambda im, s: reference_encode("jpeg", im, s), reference_decode) for q in SWEEPS["jpeg"]]
     anchor = [(p.bpp, p.psnr) for p in jpeg]
     print("| step | pixels seen | levels | lowest level bpp/PSNR | highest level bpp/PSNR | BD-rate vs JPEG |")

@@ -80,7 +80,7 @@ def test_bench_points_agree_with_independent_computation(result):
 
 
 def test_nic_sweep_follows_the_weights():
-    from neurocodec.weights import load_weights
+    from neurocodec.autoencoder.weights import load_weights
 
     levels = load_weights().gains.shape[0]
     ladder = nic_ladder()
@@ -191,7 +191,7 @@ def test_cache_from_before_msssim_is_read_and_refreshed(tmp_path):
 
 def test_plot(result, tmp_path):
     pytest.importorskip("matplotlib")
-    from neurocodec.report import plot_rd
+    from neurocodec.bench import plot_rd
 
     out = tmp_path / "rd.png"
     plot_rd(result, out)
@@ -199,7 +199,7 @@ def test_plot(result, tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(result, tmp_path, monkeypatch):
-    from neurocodec.report import plot_rd
+    from neurocodec.bench import plot_rd
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     with pytest.raises(NicError, match=r"pip install 'neurocodec\[plot\]'"):
@@ -207,7 +207,7 @@ def test_plot_without_matplotlib_says_how_to_get_it(result, tmp_path, monkeypatc
 
 
 def test_table_shows_points_bd_and_settings(result):
-    from neurocodec.report import format_table, to_markdown
+    from neurocodec.bench import format_table, to_markdown
 
     text = format_table(result)
     assert "MS-SSIM" in text and "BD-rate PSNR" in text and "BD-PSNR" in text

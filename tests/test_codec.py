@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -12,11 +14,12 @@ from helpers import psnr, smooth_image
 from PIL import Image
 
 import neurocodec
-from neurocodec.codec import decode_symbols, gains_for
+from neurocodec.api import decode_symbols
+from neurocodec.autoencoder.gains import gains_for
+from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retire_weights, retired_path
+from neurocodec.autoencoder.weights import load_weights
 from neurocodec.errors import NicError
 from neurocodec.format import parse
-from neurocodec.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retire_weights, retired_path
-from neurocodec.weights import load_weights
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (5, 3), (17, 33), (70, 41)])
@@ -43,10 +46,12 @@ def test_quality_trades_bytes_for_fidelity(example_crop):
 def test_accepts_path_pil_and_array(tmp_path, example_crop):
     path = tmp_path / "crop.png"
     Image.fromarray(example_crop).save(path)
-    a = neurocodec.decode(neurocodec.encode(str(path)))
-    b = neurocodec.decode(neurocodec.encode(Image.fromarray(example_crop)))
-    c = neurocodec.decode(neurocodec.encode(example_crop))
-    assert np.asarray(a).shape == np.asarray(b).shape == np.asarray(c).shape == example_crop.shape
+    from_path = neurocodec.encode(str(path))
+    assert neurocodec.encode(path) == from_path  # a Path as well as a str
+    assert neurocodec.encode(path.read_bytes()) == from_path  # the file's bytes
+    assert neurocodec.encode(Image.fromarray(example_crop)) == from_path
+    assert neurocodec.encode(example_crop) == from_path
+    assert np.asarray(neurocodec.decode(from_path)).shape == example_crop.shape
 
 
 def test_symbols_identical_across_threads_and_evaluation_paths(example_crop):
@@ -65,12 +70,26 @@ def test_symbols_identical_across_threads_and_evaluation_paths(example_crop):
     assert psnr(img1, example_crop) > 20
 
 
-def test_gain_interpolation_is_exact_integer_and_monotone_ends():
-    gains = load_weights().gains
-    assert torch.equal(gains_for(gains, 0), gains[0])
-    assert torch.equal(gains_for(gains, 10000), gains[-1])
-    mid = gains_for(gains, 5000)
-    assert mid.dtype == torch.int64
+@pytest.mark.parametrize("weights", [DEFAULT_WEIGHTS, *sorted((DEFAULT_WEIGHTS.parent / RETIRED_DIR).glob("*.pt"))])
+def test_gain_interpolation_is_exact_and_monotone_over_the_whole_range(weights):
+    """Every quality 0.00..100.00: the ladder's own gains at its levels, an exact rational
+    interpolation between them (round half up), and never a coarser gain for a higher quality."""
+    gains = load_weights(weights).gains
+    levels = gains.shape[0]
+    assert torch.equal(gains_for(gains, 0), gains[0]) and torch.equal(gains_for(gains, 10000), gains[-1])
+    table = torch.stack([gains_for(gains, q) for q in range(10001)])
+    assert table.dtype == torch.int64
+    assert torch.all(table[1:] >= table[:-1]), "a higher quality got a coarser gain"
+    for q in (1, 3333, 5000, 7142, 9999):
+        i, frac = divmod(q * (levels - 1), 10000)
+        for ch in (0, gains.shape[1] // 2, gains.shape[1] - 1):
+            lo, hi = int(gains[i, ch]), int(gains[min(i + 1, levels - 1), ch])
+            exact = Fraction(lo * (10000 - frac) + hi * frac, 10000)
+            assert int(table[q, ch]) == math.floor(exact + Fraction(1, 2)), (q, ch)
+    for level in range(levels):  # the quality that lands on a level gives its gains exactly
+        q = -(-level * 10000 // (levels - 1))
+        if (q * (levels - 1)) % 10000 == 0:
+            assert torch.equal(table[q], gains[level])
 
 
 def _with_model_id(data: bytes, model_id: bytes) -> bytes:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurocodec.coder import MAX_SYMBOL, SectionDecoder, _read_varints, _zigzag_varints, encode_sections
+from neurocodec.entropy.coder import MAX_SYMBOL, SectionDecoder, _read_varints, _zigzag_varints, encode_sections
+from neurocodec.entropy.tables import gaussian_tables, scale_thresholds, to_counts
 from neurocodec.errors import NicError
-from neurocodec.tables import gaussian_tables, scale_thresholds, to_counts
 
 
 def test_sections_round_trip_with_escapes():

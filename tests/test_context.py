@@ -8,10 +8,14 @@ import torch
 from helpers import psnr
 
 import neurocodec
-from neurocodec.codec import _ungained_q, analyse, decode_symbols, gains_for
-from neurocodec.model import NicModel, anchor_mask
-from neurocodec.modelfiles import DEFAULT_WEIGHTS
-from neurocodec.weights import export_weights, load_float_model, load_weights
+from neurocodec.api import decode_symbols
+from neurocodec.autoencoder.codec import analyse
+from neurocodec.autoencoder.gains import gains_for
+from neurocodec.autoencoder.latent_codecs import anchor_mask, ungained
+from neurocodec.autoencoder.model import NicModel
+from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS
+from neurocodec.autoencoder.weights import export_weights, load_float_model, load_weights
+from neurocodec.training.growth import with_context
 
 
 def _export_with_context(path, example_crop, trained: bool | None) -> None:
@@ -21,7 +25,7 @@ def _export_with_context(path, example_crop, trained: bool | None) -> None:
     state = {k: v for k, v in shipped.state_dict().items() if not k.startswith("context.")}
     model = NicModel.from_state({**shipped.cfg.to_dict(), "nc": 0}, state).eval()
     if trained is not None:
-        model = model.with_context(16).eval()
+        model = with_context(model, 16).eval()
     if trained:
         torch.manual_seed(0)
         with torch.no_grad():
@@ -80,11 +84,11 @@ def test_integer_context_follows_the_float_model(context_weights, example_crop):
     mean = a.mean_q.double() / 256
     y_sym = torch.round((a.y.double() - mean) * gain).to(torch.int64)
     # Exact un-gained reconstruction in fixed point, against float.
-    fb = w.context.frac_bits
+    fb = w.y.exact.context.frac_bits
     y_hat = y_sym / gain + mean
-    assert (_ungained_q(y_sym, a.mean_q, gain_q, fb) - y_hat * 2**fb).abs().max() <= 1
+    assert (ungained(y_sym, a.mean_q, gain_q, fb) - y_hat * 2**fb).abs().max() <= 1
     anchors = anchor_mask(y_sym.shape[2], y_sym.shape[3])
-    d_mean_int, _ = w.context(torch.where(anchors, _ungained_q(y_sym, a.mean_q, gain_q, fb), 0))
+    d_mean_int, _ = w.y.exact.context(torch.where(anchors, ungained(y_sym, a.mean_q, gain_q, fb), 0))
     with torch.no_grad():
         d_mean, _ = w.model.context((y_hat * anchors).float()).chunk(2, dim=1)
     err = (d_mean_int.double() / 256 - d_mean.double()).abs()
@@ -92,14 +96,14 @@ def test_integer_context_follows_the_float_model(context_weights, example_crop):
 
 
 def test_effort_refines_through_the_context(context_weights, example_crop):
-    from neurocodec.codec import code, quality_x100
-    from neurocodec.refine import refine
+    from neurocodec.autoencoder.refine import refine
+    from neurocodec.settings import quality_x100
 
     a = analyse(example_crop, device="cpu", weights=context_weights)
     q100 = quality_x100(70)
     r = refine(a, q100, 1, schedule=(0, 12))
     assert r.cost < r.start_cost
-    data = code(r.analysis, q100)
+    data = r.analysis.code(q100)
     z1, y1 = decode_symbols(data, weights=context_weights)
     z2, y2 = decode_symbols(data, weights=context_weights, exact_path="int64")
     assert np.array_equal(z1, z2) and np.array_equal(y1, y2)

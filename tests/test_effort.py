@@ -12,20 +12,24 @@ from PIL import Image
 from test_cli import nic
 
 import neurocodec
-from neurocodec import refine as refine_module
-from neurocodec.codec import analyse, decode_symbols, quality_x100
+from neurocodec import ratecontrol
+from neurocodec.api import decode_symbols
+from neurocodec.autoencoder import refine as refine_module
+from neurocodec.autoencoder.codec import analyse
+from neurocodec.autoencoder.gains import lambda_for
+from neurocodec.autoencoder.refine import coded_cost, distortion_grad, local_lambda, refine
+from neurocodec.autoencoder.weights import load_weights
 from neurocodec.errors import NicError
 from neurocodec.format import parse
-from neurocodec.refine import MAX_EFFORT, _distortion_grad, coded_cost, lambda_for, local_lambda, refine
-from neurocodec.weights import load_weights
+from neurocodec.settings import MAX_EFFORT, quality_x100
 
 QUALITY = 60.0
-SHORT = (0, 3, 6, 12)  # fewer steps per level than EFFORT_STEPS, to keep the tests fast
+SHORT = (0, 3, 6, 12)  # fewer steps per level than settings.REFINE_STEPS, to keep the tests fast
 
 
 @pytest.fixture
 def short_levels(monkeypatch):
-    monkeypatch.setattr(refine_module, "EFFORT_STEPS", SHORT)
+    monkeypatch.setattr(refine_module, "REFINE_STEPS", SHORT)
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,13 +42,14 @@ def actual_cost(data: bytes, image: np.ndarray, lam: float) -> float:
 
 
 def test_effort_0_is_the_plain_encoder(example_crop):
-    assert neurocodec.encode(example_crop, quality=QUALITY, effort=0) == neurocodec.encode(
-        example_crop, quality=QUALITY
-    )
-    size = len(neurocodec.encode(example_crop, quality=QUALITY))
-    assert neurocodec.encode(example_crop, target_size=size, effort=0) == neurocodec.encode(
-        example_crop, target_size=size
-    )
+    """Effort 0 runs neither refinement nor a second search: the codec core's own file, called directly."""
+    a = analyse(example_crop)
+    direct = a.code(quality_x100(QUALITY))
+    assert neurocodec.encode(example_crop, quality=QUALITY, effort=0) == direct
+    size = len(direct) - 40
+    _, searched = ratecontrol.search(a, ratecontrol.Target(size=size))
+    assert len(searched) <= size
+    assert neurocodec.encode(example_crop, target_size=size, effort=0) == searched
 
 
 def test_higher_effort_never_raises_the_cost(example_crop):
@@ -100,10 +105,16 @@ def test_bad_effort_is_refused(example_crop):
             neurocodec.encode(example_crop, effort=effort)
 
 
-def test_pillow_save_takes_effort(example_crop, short_levels):
+def test_pillow_save_takes_effort(example_crop, short_levels, monkeypatch):
+    """The plugin passes effort through: its bytes are the API's at that effort (whether or not
+    refinement found cheaper latents for this crop, which depends on the machine's arithmetic)."""
+    calls = []
+    original = refine_module.refine
+    monkeypatch.setattr(refine_module, "refine", lambda a, q, e, **kw: calls.append(e) or original(a, q, e, **kw))
     buf = io.BytesIO()
     Image.fromarray(example_crop).save(buf, format="NIC", quality=QUALITY, effort=1)
-    assert buf.getvalue() != neurocodec.encode(example_crop, quality=QUALITY)
+    assert calls == [1]
+    assert buf.getvalue() == neurocodec.encode(example_crop, quality=QUALITY, effort=1)
     assert Image.open(io.BytesIO(buf.getvalue())).convert("RGB").size == (96, 80)
 
 
@@ -125,8 +136,8 @@ def test_tiled_distortion_gradient_matches_one_pass(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(1, model.cfg.m, 10, 14, generator=gen) * 2
     x = torch.rand(1, 3, 150, 220, generator=gen) * 255
-    sse_one, grad_one = _distortion_grad(model, y, x)
+    sse_one, grad_one = distortion_grad(model, y, x)
     monkeypatch.setattr(refine_module, "TILE", 64)  # 3 x 4 tiles with 64-pixel margins
-    sse_tiled, grad_tiled = _distortion_grad(model, y, x)
+    sse_tiled, grad_tiled = distortion_grad(model, y, x)
     assert sse_tiled == pytest.approx(sse_one, rel=1e-5)
     assert (grad_tiled - grad_one).norm() <= 1e-4 * grad_one.norm()

@@ -13,9 +13,9 @@ from helpers import psnr, smooth_image
 from PIL import Image, ImageCms
 
 import neurocodec
-from neurocodec.codec import analysis_tiled, synthesis_tiled
+from neurocodec.autoencoder.codec import analysis_tiled, synthesis_tiled
+from neurocodec.autoencoder.weights import load_weights
 from neurocodec.errors import NicError, NicWarning
-from neurocodec.weights import load_weights
 
 
 def roundtrip(image, **kw) -> Image.Image:
@@ -70,13 +70,23 @@ def test_icc_profile_is_kept(tmp_path):
     assert "icc_profile" not in roundtrip(smooth_image(24, 24)).info
 
 
-def test_exif_orientation_is_applied(tmp_path):
-    img = Image.fromarray(smooth_image(30, 50))
+@pytest.mark.parametrize("orientation,turns", [(6, -1), (8, 1), (3, 2)])
+def test_exif_orientation_is_applied(tmp_path, orientation, turns):
+    """The pixels come back as a viewer shows the file: turned, not just resized."""
+    stored = smooth_image(30, 50)
+    stored[:10, :12] = (250, 20, 20)  # a red corner, top left as stored
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    path = tmp_path / "o.jpg"
-    img.save(path, exif=exif.tobytes(), quality=95)
-    assert roundtrip(path).size == (30, 50)
+    exif[0x0112] = orientation  # 6: turn 90 degrees clockwise to display, 8: anticlockwise, 3: half a turn
+    path = tmp_path / "o.png"
+    Image.fromarray(stored).save(path, exif=exif.tobytes())
+    shown = np.rot90(stored, k=turns)  # k counts anticlockwise quarter turns
+    out = np.asarray(roundtrip(path))
+    assert out.shape == shown.shape
+    assert psnr(out, shown) > 28
+    for wrong in {1, 2, 3} - {turns % 4}:  # the other orientations of the same shape are far off
+        other = np.rot90(stored, k=wrong)
+        if other.shape == shown.shape:
+            assert psnr(out, other) < psnr(out, shown) - 8
 
 
 def test_16_bit_is_converted_with_a_warning(tmp_path):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from neurocodec.intnet import IntLayer, quantize_hyper_synthesis
-from neurocodec.model import HyperSynthesis, ModelConfig
-from neurocodec.weights import load_weights
+from neurocodec.autoencoder.latent_codecs import HyperSynthesis
+from neurocodec.autoencoder.model import ModelConfig
+from neurocodec.autoencoder.weights import load_weights
+from neurocodec.entropy.intnet import IntLayer, quantize_hyper_synthesis
 
 
 def test_float64_path_equals_int64_reference_on_random_network():
     torch.manual_seed(1)
     cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
-    hyper = quantize_hyper_synthesis(HyperSynthesis(cfg), torch.randint(-20, 21, (4, 8, 4, 4)))
+    hyper = quantize_hyper_synthesis(
+        HyperSynthesis(cfg.nz, cfg.nh0, cfg.nh, cfg.m), torch.randint(-20, 21, (4, 8, 4, 4))
+    )
     z = torch.randint(-30, 31, (2, 8, 3, 5))
     fast, ref = hyper(z), hyper(z, reference=True)
     assert fast[0].shape == (2, 12, 12, 20)
@@ -24,7 +27,7 @@ def test_channels_without_weights_output_their_bias():
     """A grown model's new output rows are all zero: they must give their bias, not overflow."""
     torch.manual_seed(3)
     cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
-    h_s = HyperSynthesis(cfg)
+    h_s = HyperSynthesis(cfg.nz, cfg.nh0, cfg.nh, cfg.m)
     with torch.no_grad():
         h_s[4].weight[5:12] = 0
         h_s[4].weight[17:] = 0
@@ -57,7 +60,7 @@ def test_extreme_activations_stay_exact():
 
 
 def test_shipped_hyper_synthesis_is_thread_count_independent():
-    hyper = load_weights().hyper
+    hyper = load_weights().y.exact.hyper
     z = torch.randint(-6, 7, (1, hyper.layers[0].weight.shape[0], 5, 7))
     old = torch.get_num_threads()
     try:
@@ -74,11 +77,13 @@ def test_shipped_hyper_synthesis_is_thread_count_independent():
 
 def test_banded_evaluation_equals_one_pass():
     """Large images run the trailing stride-1 layers in bands of rows; the result must not change."""
-    from neurocodec.intnet import _in_bands
+    from neurocodec.entropy.intnet import _in_bands
 
     torch.manual_seed(5)
     cfg = ModelConfig(n=16, m=12, nz=8, nh=20)
-    hyper = quantize_hyper_synthesis(HyperSynthesis(cfg), torch.randint(-20, 21, (4, 8, 4, 4)))
+    hyper = quantize_hyper_synthesis(
+        HyperSynthesis(cfg.nz, cfg.nh0, cfg.nh, cfg.m), torch.randint(-20, 21, (4, 8, 4, 4))
+    )
     layers = [layer for layer in hyper.layers if layer.stride == 1 and not layer.transposed]
     assert layers, "the hyper-synthesis should end in a stride-1 convolution"
     x = torch.randint(0, 3000, (1, layers[0].weight.shape[1], 29, 7))

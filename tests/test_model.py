@@ -5,8 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neurocodec.model import ModelConfig, NicModel, anchor_mask
-from neurocodec.train import RunClock, _grow_adam_state, _renumber_adam_state
+from neurocodec.autoencoder.latent_codecs import anchor_mask
+from neurocodec.autoencoder.model import ModelConfig, NicModel
+from neurocodec.training import growth
+from neurocodec.training.growth import NamedAdam
+from neurocodec.training.loop import RunClock
+
+
+def moved(opt: torch.optim.Optimizer, old: NicModel, new: NicModel, place=None) -> torch.optim.Optimizer:
+    """A whole-model Adam for `new` with `opt`'s state (over `old`) carried across by name."""
+    named = NamedAdam.of(opt.state_dict(), old.trainable_names())
+    if place is not None:
+        named.grow(place, new)
+    opt2 = torch.optim.Adam(new.parameters())
+    opt2.load_state_dict(named.for_optimizer(new, new.trainable_names()))
+    return opt2
 
 
 def small(m: int = 12, lambdas=(0.01, 0.1)) -> NicModel:
@@ -38,7 +51,7 @@ def test_trimmed_ladder_keeps_the_lower_levels_exactly():
 
 def test_grown_latents_are_alive_and_old_parts_unchanged():
     model = small(m=12)
-    grown, place = model.widened(20)
+    grown, place = growth.widened(model, 20)
     x = torch.rand(2, 3, 128, 128) * 255
     with torch.no_grad():
         y_old, y_new = model.analysis(x), grown.analysis(x)
@@ -54,10 +67,7 @@ def test_grown_latents_are_alive_and_old_parts_unchanged():
     r = model(x, torch.tensor([0, 1]))
     (r["y_bits"].sum() + r["x_hat"].square().mean()).backward()
     opt.step()
-    state = opt.state_dict()
-    _grow_adam_state(state, model, place, {k: v.shape for k, v in grown.named_parameters()})
-    opt2 = torch.optim.Adam(grown.parameters())
-    opt2.load_state_dict(state)
+    opt2 = moved(opt, model, grown, place)
     params = dict(grown.named_parameters())
     for name in ("log_gain", "g_a.6.weight", "g_s.0.weight", "h_s.4.bias"):
         assert opt2.state[params[name]]["exp_avg"].shape == params[name].shape
@@ -69,7 +79,7 @@ def test_deepened_model_is_the_same_function_with_live_new_channels():
         for gdn in (model.g_a[5], model.g_s[1]):
             gdn.gamma_sqrt.add_(torch.rand_like(gdn.gamma_sqrt) * 0.1)
             gdn.beta_sqrt.mul_(1 + torch.rand_like(gdn.beta_sqrt))
-    deep, place = model.deepened(20)
+    deep, place = growth.deepened(model, 20)
     assert deep.cfg.n_deep == 20 and deep.g_a[4].out_channels == 20 and deep.g_s[0].out_channels == 20
     x = torch.rand(2, 3, 128, 128) * 255
     with torch.no_grad():
@@ -91,10 +101,7 @@ def test_deepened_model_is_the_same_function_with_live_new_channels():
     (r["y_bits"].sum() + r["x_hat"].square().mean()).backward()
     opt.step()
     old_sq = opt.state[model.g_s[1].gamma_sqrt]["exp_avg_sq"].clone()
-    state = opt.state_dict()
-    _grow_adam_state(state, model, place, {k: v.shape for k, v in deep.named_parameters()})
-    opt2 = torch.optim.Adam(deep.parameters())
-    opt2.load_state_dict(state)
+    opt2 = moved(opt, model, deep, place)
     sq = opt2.state[deep.g_s[1].gamma_sqrt]["exp_avg_sq"]
     assert sq.shape == (20, 20) and torch.equal(sq[:8, :8], old_sq)
     assert torch.allclose(sq[8:, :], torch.full((12, 20), old_sq.mean().item()))
@@ -109,7 +116,7 @@ def test_broadened_model_is_the_same_function_with_live_new_channels():
         for layer in model.g_s:  # no bias-dominated activations, as only an untrained model has
             if isinstance(layer, torch.nn.ConvTranspose2d):
                 layer.bias.zero_()
-    wide, place = model.broadened(14)
+    wide, place = growth.broadened(model, 14)
     assert wide.cfg.n == 14 and wide.g_a[2].in_channels == wide.g_a[2].out_channels == 14
     assert wide.g_s[4].in_channels == wide.g_s[6].in_channels == 14
     x = torch.rand(2, 3, 128, 128) * 255
@@ -127,7 +134,7 @@ def test_added_context_model_starts_as_the_same_function_and_then_learns_only_fr
     model = small()
     x = torch.rand(2, 3, 128, 128) * 255
     level = torch.tensor([0, 1])
-    with_ctx = model.with_context(16)
+    with_ctx = growth.with_context(model, 16)
     assert with_ctx.cfg.nc == 16 and model.context is None
     torch.manual_seed(1)
     ref = model.train()(x, level)
@@ -138,25 +145,31 @@ def test_added_context_model_starts_as_the_same_function_and_then_learns_only_fr
     opt = torch.optim.Adam(model.parameters())
     (ref["y_bits"].sum() + ref["x_hat"].square().mean()).backward()
     opt.step()
-    state = opt.state_dict()
-    _renumber_adam_state(state, model, with_ctx)
-    opt2 = torch.optim.Adam(with_ctx.parameters())
-    opt2.load_state_dict(state)
+    opt2 = moved(opt, model, with_ctx)
     old, new = dict(model.named_parameters()), dict(with_ctx.named_parameters())
     for name in old:
         if opt.state[old[name]]:
             assert torch.equal(opt2.state[new[name]]["exp_avg"], opt.state[old[name]]["exp_avg"])
     assert not opt2.state[new["context.out.weight"]]
-    # A trained context corrects the non-anchors from the anchors only.
+    # A trained context corrects the non-anchors from the anchors only: the first pass's
+    # values elsewhere do not matter, and the anchors keep the hyperprior's mean and scale.
     with torch.no_grad():
         with_ctx.context.out.weight.normal_()
-        mean, scale = torch.zeros(1, 12, 6, 6), torch.ones(1, 12, 6, 6)
-        y_hat = torch.randn(1, 12, 6, 6)
-        m1, s1 = with_ctx.with_anchors(mean, scale, y_hat)
-        anchors = anchor_mask(6, 6)
-        m2, s2 = with_ctx.with_anchors(mean, scale, torch.where(anchors, y_hat, torch.randn(1, 12, 6, 6)))
+        z_hat, gain = torch.randn(1, 6, 2, 2), torch.ones(1, 12, 1, 1)
+        anchors = anchor_mask(8, 8)
+        first = torch.randn(1, 12, 8, 8)
+
+        def run(elsewhere: torch.Tensor):
+            passes = iter([torch.where(anchors, first, elsewhere), first])
+            return with_ctx.y_codec.forward(z_hat, gain, lambda mean_g: next(passes), (8, 8))
+
+        _, m1, s1 = run(torch.randn(1, 12, 8, 8))
+        _, m2, s2 = run(torch.randn(1, 12, 8, 8))
+        hyper_mean, hyper_scale = with_ctx.h_s(z_hat).chunk(2, dim=1)
     assert torch.equal(m1, m2) and torch.equal(s1, s2)
-    assert torch.all(m1[anchors.expand_as(m1)] == 0) and m1[~anchors.expand_as(m1)].abs().sum() > 0
+    a = anchors.expand_as(m1)
+    assert torch.equal(m1[a], hyper_mean[a]) and torch.equal(s1[a], hyper_scale[a])
+    assert (m1 - hyper_mean)[~a].abs().sum() > 0
 
 
 def test_weights_without_a_deep_width_load_as_before():
@@ -180,10 +193,10 @@ def test_run_clock_skips_pauses_but_counts_steady_work():
 def test_training_resumes_a_committed_candidate_only_when_it_has_trained_longer(tmp_path):
     from click.testing import CliRunner
 
-    from neurocodec import export
-    from neurocodec.model import DEFAULT_LAMBDAS
-    from neurocodec.modelfiles import DEFAULT_WEIGHTS
-    from neurocodec.train import load_start, save_candidate, trained_pixels
+    from neurocodec.autoencoder.model import DEFAULT_LAMBDAS
+    from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS
+    from neurocodec.training import export
+    from neurocodec.training.checkpoints import load_start, save_candidate, trained_pixels
 
     ckpt = tmp_path / "ckpt.pt"
     save_candidate(small(lambdas=DEFAULT_LAMBDAS), {"step": 5, "pixels": 1e15}, ckpt)
@@ -205,10 +218,10 @@ def test_training_resumes_a_committed_candidate_only_when_it_has_trained_longer(
 def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_path):
     from click.testing import CliRunner
 
-    from neurocodec import export
-    from neurocodec.model import DEFAULT_LAMBDAS
-    from neurocodec.train import save_candidate
-    from neurocodec.weights import load_float_model, load_weights
+    from neurocodec.autoencoder.model import DEFAULT_LAMBDAS
+    from neurocodec.autoencoder.weights import load_float_model, load_weights
+    from neurocodec.training import export
+    from neurocodec.training.checkpoints import save_candidate
 
     trained = small(lambdas=DEFAULT_LAMBDAS)
     with torch.no_grad():
@@ -228,7 +241,7 @@ def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_p
 def test_training_on_cuda_without_one_says_so_in_one_line(tmp_path):
     from click.testing import CliRunner
 
-    from neurocodec.train import main
+    from neurocodec.training.loop import main
 
     r = CliRunner().invoke(main, ["--device", "cuda", "--ckpt", str(tmp_path / "c.pt"), "--minutes", "0"])
     assert r.exit_code == 2 and "no CUDA device" in r.output and "Traceback" not in r.output
@@ -238,7 +251,7 @@ def test_training_on_cuda_without_one_says_so_in_one_line(tmp_path):
 def test_the_same_weights_written_twice_have_one_identity(tmp_path):
     """A .nic file names its weights by a hash of their file: re-exporting must not change it."""
     from neurocodec.atomic import save_atomic
-    from neurocodec.modelfiles import identity_of
+    from neurocodec.autoencoder.modelfiles import identity_of
 
     obj = {"state": {"w": torch.randn(3, 4)}, "progress": {"step": 7}}
     save_atomic(obj, tmp_path / "nic.pt")
@@ -248,10 +261,10 @@ def test_the_same_weights_written_twice_have_one_identity(tmp_path):
 
 
 def test_encoder_blocks_start_as_the_same_function_and_encoder_only_training_keeps_the_decoder():
-    from neurocodec.train import train_step
+    from neurocodec.training.loop import train_step
 
     model = small()
-    grown = model.with_encoder_blocks(2)
+    grown = growth.with_encoder_blocks(model, 2)
     assert grown.cfg.ne == 2 and ModelConfig.from_dict({**model.cfg.to_dict(), "ne": 0}) == model.cfg
     x = torch.rand(2, 3, 128, 128) * 255
     with torch.no_grad():
@@ -265,13 +278,13 @@ def test_encoder_blocks_start_as_the_same_function_and_encoder_only_training_kee
     assert {"g_a_res.0.conv1.weight", "g_a_res.1.conv2.weight", "g_a.0.weight", "h_a.0.weight"} <= changed
     assert all(k.startswith(("g_a.", "g_a_res.", "h_a.")) for k in changed)
     with pytest.raises(ValueError):
-        grown.with_encoder_blocks(1)
+        growth.with_encoder_blocks(grown, 1)
 
 
 def test_encoder_only_training_resumes_with_its_blocks_and_knows_whose_adam_state_it_has(tmp_path):
     from click.testing import CliRunner
 
-    from neurocodec.train import main
+    from neurocodec.training.loop import main
 
     ckpt = tmp_path / "c.pt"
     args = ["--data", "examples", "--valid", "", "--candidate", "", "--ckpt", str(ckpt), "--minutes", "0"]
@@ -285,3 +298,43 @@ def test_encoder_only_training_resumes_with_its_blocks_and_knows_whose_adam_stat
     assert r.exit_code == 0, r.output
     assert "Adam starts afresh" in r.output and "adding residual blocks" not in r.output
     assert torch.load(ckpt, weights_only=True)["encoder_only"] is False
+
+
+def test_an_encoder_only_checkpoint_keeps_its_adam_moments_through_growth(tmp_path):
+    """Adam's state of an encoder-only run follows its tensors by name through a new ladder and new latent channels."""
+    from neurocodec.autoencoder.model import DEFAULT_LAMBDAS
+    from neurocodec.training.checkpoints import load_start
+    from neurocodec.training.loop import train_step
+
+    model = small(lambdas=(0.01, 0.1)).train()
+    opt = torch.optim.Adam(model.trainable(encoder_only=True), lr=1e-3)
+    x = torch.rand(2, 3, 128, 128) * 255
+    train_step(model, opt, x, torch.tensor([0, 1]), torch.tensor(model.cfg.lambdas), bf16=False)
+    saved = {n: opt.state[p]["exp_avg"].clone() for n, p in model.named_parameters() if p in opt.state}
+    ckpt = tmp_path / "ckpt.pt"
+    state = {"config": model.cfg.to_dict(), "state": model.state_dict(), "optimizer": opt.state_dict()}
+    torch.save({**state, "encoder_only": True, "progress": {"step": 1, "pixels": 1.0}}, ckpt)
+
+    grown, opt_state, _ = load_start(ckpt, tmp_path / "none.pt", latent_channels=16, encoder_only=True)
+    assert grown.cfg.lambdas == DEFAULT_LAMBDAS and grown.cfg.m == 16
+    opt2 = torch.optim.Adam(grown.trainable(encoder_only=True), lr=1e-3)
+    opt2.load_state_dict(opt_state)
+    params = dict(grown.named_parameters())
+    assert set(saved) == set(grown.trainable_names(encoder_only=True))
+    for name in saved:
+        assert opt2.state[params[name]]["exp_avg"].shape == params[name].shape, name
+    assert torch.equal(opt2.state[params["g_a.6.weight"]]["exp_avg"][:12], saved["g_a.6.weight"])
+    assert torch.equal(opt2.state[params["g_a.0.weight"]]["exp_avg"], saved["g_a.0.weight"])
+    train_step(grown.train(), opt2, x, torch.tensor([0, 1]), torch.tensor(grown.cfg.lambdas), bf16=False)
+
+
+def test_export_refuses_a_missing_checkpoint_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from neurocodec.training import export
+
+    out = tmp_path / "nic.pt"
+    out.write_bytes(b"the real weights")
+    r = CliRunner().invoke(export.main, ["--ckpt", str(tmp_path / "missing.pt"), "--out", str(out)])
+    assert r.exit_code != 0 and "checkpoint not found" in r.output and "Traceback" not in r.output
+    assert out.read_bytes() == b"the real weights" and sorted(p.name for p in tmp_path.iterdir()) == ["nic.pt"]

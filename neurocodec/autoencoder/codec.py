@@ -39,19 +39,27 @@ def latent_sizes(width: int, height: int) -> tuple[int, int, int, int]:
     return hy, wy, -(-hy // Z_STRIDE), -(-wy // Z_STRIDE)
 
 
-def analysis_tiled(model: NicModel, x: torch.Tensor) -> torch.Tensor:
+def analysis_tiled(model: NicModel, x: torch.Tensor, tile: int = TILE, margin: int = MARGIN) -> torch.Tensor:
     """g_a over (1, 3, H, W) pixels (H, W multiples of 16) tile by tile, into y on the CPU."""
     _, _, h, w = x.shape
     y = torch.empty(1, model.cfg.m, h // Y_STRIDE, w // Y_STRIDE)
-    for t in tiles((h, w), (h // Y_STRIDE, w // Y_STRIDE), (1, Y_STRIDE), TILE, MARGIN, whole_up_to=TILE + 2 * MARGIN):
+    for t in tiles((h, w), (h // Y_STRIDE, w // Y_STRIDE), (1, Y_STRIDE), tile, margin, whole_up_to=tile + 2 * margin):
         y[(..., *t.write)] = model.analysis(x[(..., *t.read)]).cpu()[(..., *t.keep)]
     return y
 
 
-def synthesis_tiled(model: NicModel, y_hat: torch.Tensor, height: int, width: int, dev: torch.device) -> np.ndarray:
+def synthesis_tiled(
+    model: NicModel,
+    y_hat: torch.Tensor,
+    height: int,
+    width: int,
+    dev: torch.device,
+    tile: int = TILE,
+    margin: int = MARGIN,
+) -> np.ndarray:
     """g_s tile by tile: y_hat (1, m, hy, wy) -> (height, width, 3) uint8 pixels."""
     out = np.empty((height, width, 3), np.uint8)
-    for t in tiles(tuple(y_hat.shape[2:]), (height, width), (Y_STRIDE, 1), TILE // Y_STRIDE, MARGIN // Y_STRIDE):
+    for t in tiles(tuple(y_hat.shape[2:]), (height, width), (Y_STRIDE, 1), tile // Y_STRIDE, margin // Y_STRIDE):
         x = model.synthesis(y_hat[(..., *t.read)].to(dev))[0]
         part = x[(..., *t.keep)].clamp(0, 255).round().to(torch.uint8)
         out[t.write] = part.permute(1, 2, 0).cpu().numpy()

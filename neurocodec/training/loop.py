@@ -94,7 +94,7 @@ def validate(model: NicModel, images: list[np.ndarray]) -> list[tuple[float, flo
     return out
 
 
-def _centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
+def centre_crop(a: np.ndarray, h: int = 512, w: int = 768) -> np.ndarray:
     h = min(h, a.shape[0]) // STRIDE * STRIDE
     w = min(w, a.shape[1]) // STRIDE * STRIDE
     y, x = (a.shape[0] - h) // 2, (a.shape[1] - w) // 2
@@ -229,7 +229,7 @@ def main(
     for g in opt.param_groups:
         g["lr"] = lr
     cache = ImageCache(data)
-    val = [_centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid else []
+    val = [centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid else []
     rng = np.random.default_rng(seed)
     lambdas = torch.tensor(model.cfg.lambdas, device=dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
