@@ -1,8 +1,8 @@
 """Building blocks of the transforms: strided convolutions and a cheap GDN.
 
 The transforms run in float (decoded pixels may differ by rounding between
-machines, like JPEG's IDCT); only the hyper-synthesis must be exact, and that
-lives in `intnet.py`.
+machines, like JPEG's IDCT); only what feeds the entropy coder must be exact,
+and that runs as `entropy.intnet` networks.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Rate-distortion measurement: nic and the reference codecs on the same images, compared by BD-rate.
 
-Protocol (../shared/design.md): bits per pixel from the real encoded bytes
-(headers included), RGB PSNR and MS-SSIM averaged over images, median encode
-and decode time per image, Bjontegaard deltas over the overlapping range.
-
-    from neurocodec.bench import run_bench, load_images
-    names, images = load_images(["examples"])
-    result = run_bench(images, ["nic", "jpeg"])
-    result.comparisons["jpeg"]  # {"bd_rate_psnr": ..., "bd_rate_msssim": ..., "bd_psnr": ...}
-
-No torch import here: nic is imported only when it is measured.
+Protocol: bits per pixel from the real encoded bytes (headers included), RGB
+PSNR and MS-SSIM averaged over images, median encode and decode time per
+image, Bjontegaard deltas over the overlapping range. The package's docstring
+shows the use.
 """
 
 from __future__ import annotations
