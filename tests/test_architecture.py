@@ -118,7 +118,7 @@ def test_the_api_face_and_the_cli_import_no_torch():
         "import neurocodec.autoencoder.modelfiles\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 
