@@ -130,6 +130,7 @@ def test_cli_help_and_api_agree_on_defaults_and_ranges():
     assert float(quality.group(1)) == settings.DEFAULT_QUALITY
     assert int(effort.group(1)) == settings.DEFAULT_EFFORT and int(effort.group(2)) == settings.MAX_EFFORT
     assert ", ".join(map(str, settings.REFINE_STEPS[1:])) + " gradient steps" in help_text
+    assert f"(quality {settings.DEFAULT_QUALITY:g})" in CliRunner().invoke(main, ["--help"]).output
     for fn in (api.encode, neurocodec.encode):
         params = inspect.signature(fn).parameters
         assert params["quality"].default == settings.DEFAULT_QUALITY

@@ -67,6 +67,7 @@ def two_passes(
     first = quantize(mean, scale, anchors)
     new_mean, new_scale = correct(mean, scale, first)
     mean, scale = torch.where(anchors, mean, new_mean), torch.where(anchors, scale, new_scale)
+    del new_mean, new_scale  # a large photo's full-size arrays: free them before the second pass
     return mean, scale, torch.where(anchors, first, quantize(mean, scale, ~anchors))
 
 
@@ -209,11 +210,10 @@ class HyperpriorY:
 
     def quantize(self, y: Tensor, mean_q: Tensor, scale_q: Tensor, gain_q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The encoder's symbols of float y at the gains gain_q, with the Q8 mean and scale they are coded with."""
-        y64 = y.to(torch.float64)
         gain = _gain(gain_q)
 
-        def step(m: Tensor, s: Tensor, part: Tensor | None) -> Tensor:
-            return torch.round(y64 * gain - gained_mean(m, gain_q)).to(torch.int64)
+        def step(m: Tensor, s: Tensor, part: Tensor | None) -> Tensor:  # float64 y only while it is rounded
+            return torch.round(y.to(torch.float64) * gain - gained_mean(m, gain_q)).to(torch.int64)
 
         mean_q, scale_q, v = two_passes(mean_q, scale_q, step, self._exact_correct(gain_q, reference=False))
         return v, mean_q, scale_q
