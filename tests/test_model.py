@@ -229,7 +229,7 @@ def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_p
     ckpt = tmp_path / "ckpt.pt"
     save_candidate(trained, {"step": 5, "pixels": 10.0}, ckpt)
     out = tmp_path / "nic.pt"
-    r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--levels", "4"])
+    r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--levels", "4", "--data", "examples"])
     assert r.exit_code == 0, r.output
     assert load_weights(out).gains.shape[0] == 4  # coding sees the shipped levels only
     resumed, progress = load_float_model(out)
