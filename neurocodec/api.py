@@ -14,7 +14,9 @@ decoder chosen by the file's model identifier.
 from __future__ import annotations
 
 import os
+import time
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,56 +24,127 @@ from PIL import Image
 
 from . import ratecontrol
 from .autoencoder import codec, refine
-from .autoencoder.modelfiles import DEFAULT_WEIGHTS
 from .errors import NicError, NicWarning
 from .format import parse
 from .imageio import ImageLike, assemble
+from .metrics import psnr
+from .progress import Progress
 from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_PIXELS, check_effort, quality_x100
+
+
+@dataclass
+class EncodeInfo:
+    """What an encode did, for the one line the CLI prints (cwebp-style) and for -v."""
+
+    quality: float  # the quality coded: the one asked for, or the one rate control chose
+    psnr: float | None  # RGB PSNR (dB) of the decoded pixels, when the encoder computed it (rate control, effort)
+    effort: int
+    model: str  # the model identifier, hex
+    device: str
+    seconds: dict[str, float] = field(default_factory=dict)  # analysis, refinement, search, coding
 
 
 def encode(
     image: ImageLike,
     quality: float = DEFAULT_QUALITY,
     device: str = "auto",
-    weights: str | os.PathLike = DEFAULT_WEIGHTS,
+    weights: str | os.PathLike | None = None,
     *,
     target_size: int | None = None,
     target_bpp: float | None = None,
     target_psnr: float | None = None,
     effort: int = DEFAULT_EFFORT,
+    metadata: str | tuple | list | set | frozenset = "all",
+    progress: Progress | None = None,
 ) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to .nic bytes.
 
     quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
-    alpha is kept losslessly, the ICC profile is kept, EXIF orientation is
-    applied; conversions that lose something warn with `NicWarning`.
+    alpha is kept losslessly, EXIF orientation is applied; conversions that
+    lose something warn with `NicWarning`.
+    weights: a weights file of one's own (default: $NIC_WEIGHTS, else the shipped weights).
     target_size (bytes), target_bpp or target_psnr (dB) replace quality by a
     search over it (see `ratecontrol`): sizes are never exceeded.
     effort: 0 (one pass, the default) .. MAX_EFFORT; higher levels spend encode
     time refining this image's latents for fewer bits at the same quality (see
     `autoencoder.refine`); any file decodes with the same decoder.
+    metadata: which of the ICC profile, EXIF and XMP to keep: "all" (default), "none" or e.g. "icc,exif".
+    progress: called as progress(stage, done, total) during long work (tiles, refinement steps).
     """
+    return encode_with_info(
+        image,
+        quality,
+        device,
+        weights,
+        target_size=target_size,
+        target_bpp=target_bpp,
+        target_psnr=target_psnr,
+        effort=effort,
+        metadata=metadata,
+        progress=progress,
+    )[0]
+
+
+def encode_with_info(
+    image: ImageLike,
+    quality: float = DEFAULT_QUALITY,
+    device: str = "auto",
+    weights: str | os.PathLike | None = None,
+    *,
+    target_size: int | None = None,
+    target_bpp: float | None = None,
+    target_psnr: float | None = None,
+    effort: int = DEFAULT_EFFORT,
+    metadata: str | tuple | list | set | frozenset = "all",
+    progress: Progress | None = None,
+) -> tuple[bytes, EncodeInfo]:
+    """`encode`, and what it did (`EncodeInfo`)."""
     check_effort(effort)
     targets = (target_size, target_bpp, target_psnr)
     target = None if all(t is None for t in targets) else ratecontrol.Target(*targets)
     q100 = quality_x100(quality) if target is None else None
-    a = codec.analyse(image, device, weights)
+    clock = _Clock()
+    a = codec.analyse(image, device, weights, metadata, progress)
+    clock.lap("analysis")
     if target is None:
         if effort:
-            a = refine.refine(a, q100, effort).analysis
-        return a.code(q100)
-    q_plain, plain = ratecontrol.search(a, target)
-    if not effort:
-        return plain
-    # Refinement moves size and PSNR: search again on the refined latents, keep the better file.
-    refined = refine.refine(a, q_plain, effort).analysis
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NicWarning)  # said once already, by the first search
-        q_ref, data = ratecontrol.search(refined, target)
-    return ratecontrol.better((a, q_plain, plain), (refined, q_ref, data), target)
+            a = refine.refine(a, q100, effort, progress=progress).analysis
+            clock.lap("refinement")
+        data = a.code(q100)
+        clock.lap("coding")
+        return data, _info(a, q100, effort, clock, a if effort else None)
+    q, data = ratecontrol.search(a, target)
+    clock.lap("search")
+    if effort:
+        # Refinement moves size and PSNR: search again on the refined latents, keep the better file.
+        refined = refine.refine(a, q, effort, progress=progress).analysis
+        clock.lap("refinement")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NicWarning)  # said once already, by the first search
+            q_ref, data_ref = ratecontrol.search(refined, target)
+        a, q, data = ratecontrol.better((a, q, data), (refined, q_ref, data_ref), target)
+        clock.lap("search")
+    return data, _info(a, q, effort, clock, a)
 
 
-def _open(data: bytes, weights: str | os.PathLike, max_pixels: int | None):
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def _info(a: codec.Analysis, q100: int, effort: int, clock: _Clock, measured: codec.Analysis | None) -> EncodeInfo:
+    """What was done; the PSNR only where the work already ran the synthesis (one more pass is cheap beside it)."""
+    value = psnr(measured.reconstruct(q100), measured.source) if measured is not None else None
+    return EncodeInfo(q100 / 100, value, effort, a.w.identity.hex(), str(a.dev), clock.seconds)
+
+
+def _open(data: bytes, weights: str | os.PathLike | None, max_pixels: int | None):
     f = parse(bytes(data))
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if limit and f.width * f.height > limit:
@@ -86,23 +159,25 @@ def _open(data: bytes, weights: str | os.PathLike, max_pixels: int | None):
 def decode(
     data: bytes,
     device: str = "auto",
-    weights: str | os.PathLike = DEFAULT_WEIGHTS,
+    weights: str | os.PathLike | None = None,
     exact_path: str = "float64",
     max_pixels: int | None = None,
+    progress: Progress | None = None,
 ) -> Image.Image:
     """Decompress .nic bytes to a PIL image (RGB, L, RGBA or LA as encoded).
 
     exact_path: how the integer networks are evaluated, "float64" (fast) or
     "int64" (reference); both give identical symbols.
     max_pixels: refuse larger images (default MAX_PIXELS; 0 for no limit).
+    The image's info holds the ICC profile, EXIF and XMP the file kept.
     """
     f, w = _open(data, weights, max_pixels)
-    return assemble(codec.decode_pixels(f, w, device, exact_path), f.layout, f.chunks)
+    return assemble(codec.decode_pixels(f, w, device, exact_path, progress), f.layout, f.chunks)
 
 
 @torch.no_grad()
 def decode_symbols(
-    data: bytes, weights: str | os.PathLike = DEFAULT_WEIGHTS, exact_path: str = "float64"
+    data: bytes, weights: str | os.PathLike | None = None, exact_path: str = "float64"
 ) -> tuple[np.ndarray, np.ndarray]:
     """The entropy-decoded z and y symbols of a file (for exactness checks)."""
     f, w = _open(data, weights, 0)
@@ -110,4 +185,4 @@ def decode_symbols(
     return z.numpy(), v.numpy()
 
 
-__all__ = ["decode", "decode_symbols", "encode"]
+__all__ = ["EncodeInfo", "decode", "decode_symbols", "encode", "encode_with_info"]

@@ -16,7 +16,9 @@
     end-4  4    CRC-32 of every byte before it
 
 Chunks: a 4-byte ASCII tag, a u32 length, the data. ALPH holds the alpha plane
-(a PNG, lossless), ICCP the ICC colour profile (zlib). All integers little-endian.
+(a PNG, lossless), ICCP the ICC colour profile (zlib), EXIF the Exif metadata
+("Exif\0\0" and a TIFF structure), XMP the XMP packet (zlib). Readers skip tags
+they do not know. All integers little-endian.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ VERSION = 2
 RGB8, GREY8, RGBA8, GREYA8 = 1, 2, 3, 4
 LAYOUT_NAMES = {RGB8: "RGB", GREY8: "grey", RGBA8: "RGB + alpha", GREYA8: "grey + alpha"}
 HAS_ALPHA = (RGBA8, GREYA8)
-ALPHA, ICC = b"ALPH", b"ICCP"
+ALPHA, ICC, EXIF, XMP = b"ALPH", b"ICCP", b"EXIF", b"XMP "
 _HEAD_V1 = struct.Struct("<4sBBHIIH8sII")
 _HEAD = struct.Struct("<4sBBHIIH8sIII")
 _CHUNK = struct.Struct("<4sI")

@@ -5,6 +5,9 @@
     Image.open("photo.nic").save("photo.png")
     Image.open("photo.png").save("small.nic", quality=60)
     Image.open("photo.png").save("smaller.nic", quality=60, effort=2)  # slower, fewer bytes
+    image.save("x.nic", exif=exif_bytes, xmp=xmp_bytes, metadata="exif")  # im.info gets them back
+
+A damaged .nic file raises `DamagedNicFile` (an UnidentifiedImageError and a NicError) that says why.
 
 Registered for the .nic extension and the magic bytes. Opening reads only the
 container (size, mode, colour profile); the network runs (and torch is
@@ -17,10 +20,19 @@ import io
 
 from PIL import Image, ImageFile
 
-from .format import GREY8, GREYA8, ICC, MAGIC, RGBA8, parse
+from .errors import NicError
+from .format import GREY8, GREYA8, MAGIC, RGBA8, parse
 
 FORMAT = "NIC"
 _MODES = {GREY8: "L", GREYA8: "LA", RGBA8: "RGBA"}
+
+
+class DamagedNicFile(NicError, Image.UnidentifiedImageError):
+    """A file with .nic's magic bytes that cannot be read; the message says why.
+
+    Pillow would otherwise swallow the reason and say only "cannot identify image file".
+    Catch it as NicError, as Pillow's UnidentifiedImageError or as OSError.
+    """
 
 
 def _accept(prefix: bytes) -> bool:
@@ -32,18 +44,18 @@ class NicImageFile(ImageFile.ImageFile):
     format_description = "neurocodec learned image"
 
     def _open(self) -> None:
-        from .errors import NicError
-        from .imageio import icc_profile
+        from .imageio import metadata_info
 
         data = self.fp.read()
+        name = getattr(self.fp, "name", None) or "the .nic file"
         try:
             f = parse(data)
-        except NicError as e:
-            raise SyntaxError(str(e)) from e
+            meta = metadata_info(f.chunks)
+        except NicError as e:  # the magic matched: it is ours, and broken
+            raise DamagedNicFile(f"cannot open {name}: {e}") from None
         self._mode = _MODES.get(f.layout, "RGB")
         self._size = (f.width, f.height)
-        if ICC in f.chunks:
-            self.info["icc_profile"] = icc_profile(f.chunks[ICC])
+        self.info.update(meta)
         self.info["quality"] = f.quality
         self.tile = [ImageFile._Tile("nic", (0, 0, *self.size), 0, None)]
 
@@ -66,9 +78,12 @@ def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
 
     info = im.encoderinfo
     image = im
-    if info.get("icc_profile") or im.info.get("icc_profile"):
+    given = {k: info[k] for k in ("icc_profile", "exif", "xmp") if info.get(k)}  # save(..., exif=...) wins
+    if isinstance(given.get("exif"), Image.Exif):
+        given["exif"] = given["exif"].tobytes()
+    if given:
         image = im.copy()
-        image.info["icc_profile"] = info.get("icc_profile") or im.info.get("icc_profile")
+        image.info.update(given)
     fp.write(
         encode(
             image,
@@ -77,6 +92,7 @@ def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
             target_bpp=info.get("target_bpp"),
             target_psnr=info.get("target_psnr"),
             effort=info.get("effort", DEFAULT_EFFORT),
+            metadata=info.get("metadata", "all"),
         )
     )
 

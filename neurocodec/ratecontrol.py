@@ -126,8 +126,11 @@ def search(c: Codable, target: Target) -> tuple[int, bytes]:
     return _lowest_reaching(c, float(target.psnr))
 
 
-def better(first: tuple[Codable, int, bytes], second: tuple[Codable, int, bytes], target: Target) -> bytes:
-    """The file that meets the target better, of two (codable, quality x 100, file) results.
+Result = tuple[Codable, int, bytes]  # what was coded, at which quality x 100, and the file
+
+
+def better(first: Result, second: Result, target: Target) -> Result:
+    """The result that meets the target better, of two (codable, quality x 100, file).
 
     For a size or bit rate (both fit): the higher PSNR, then the smaller file.
     For a PSNR: the one that reaches it, the smaller if both do, the closer if neither does.
@@ -143,4 +146,4 @@ def better(first: tuple[Codable, int, bytes], second: tuple[Codable, int, bytes]
         wins = len(d2) < len(d1)
     else:
         wins = p2 > p1
-    return d2 if wins else d1
+    return second if wins else first

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +25,9 @@ from ..entropy.coder import SectionDecoder, encode_sections
 from ..errors import NicError
 from ..format import NicFile
 from ..imageio import ImageLike, Prepared, prepare
+from ..progress import Progress, report
 from .gains import gains_for
 from .model import Y_STRIDE, Z_STRIDE, NicModel
-from .modelfiles import DEFAULT_WEIGHTS
 from .tiling import MARGIN, TILE, tiles
 from .weights import Weights, load_weights, weights_for
 
@@ -39,12 +38,16 @@ def latent_sizes(width: int, height: int) -> tuple[int, int, int, int]:
     return hy, wy, -(-hy // Z_STRIDE), -(-wy // Z_STRIDE)
 
 
-def analysis_tiled(model: NicModel, x: torch.Tensor, tile: int = TILE, margin: int = MARGIN) -> torch.Tensor:
+def analysis_tiled(
+    model: NicModel, x: torch.Tensor, tile: int = TILE, margin: int = MARGIN, progress: Progress | None = None
+) -> torch.Tensor:
     """g_a over (1, 3, H, W) pixels (H, W multiples of 16) tile by tile, into y on the CPU."""
     _, _, h, w = x.shape
     y = torch.empty(1, model.cfg.m, h // Y_STRIDE, w // Y_STRIDE)
-    for t in tiles((h, w), (h // Y_STRIDE, w // Y_STRIDE), (1, Y_STRIDE), tile, margin, whole_up_to=tile + 2 * margin):
+    todo = list(tiles((h, w), (h // Y_STRIDE, w // Y_STRIDE), (1, Y_STRIDE), tile, margin, tile + 2 * margin))
+    for i, t in enumerate(todo):
         y[(..., *t.write)] = model.analysis(x[(..., *t.read)]).cpu()[(..., *t.keep)]
+        report(progress, "analysis", i + 1, len(todo))
     return y
 
 
@@ -56,13 +59,16 @@ def synthesis_tiled(
     dev: torch.device,
     tile: int = TILE,
     margin: int = MARGIN,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """g_s tile by tile: y_hat (1, m, hy, wy) -> (height, width, 3) uint8 pixels."""
     out = np.empty((height, width, 3), np.uint8)
-    for t in tiles(tuple(y_hat.shape[2:]), (height, width), (Y_STRIDE, 1), tile // Y_STRIDE, margin // Y_STRIDE):
+    todo = list(tiles(tuple(y_hat.shape[2:]), (height, width), (Y_STRIDE, 1), tile // Y_STRIDE, margin // Y_STRIDE))
+    for i, t in enumerate(todo):
         x = model.synthesis(y_hat[(..., *t.read)].to(dev))[0]
         part = x[(..., *t.keep)].clamp(0, 255).round().to(torch.uint8)
         out[t.write] = part.permute(1, 2, 0).cpu().numpy()
+        report(progress, "synthesis", i + 1, len(todo))
     return out
 
 
@@ -120,20 +126,29 @@ class Analysis:
 
 
 @torch.no_grad()
-def analyse(image: ImageLike, device: str = "auto", weights: str | os.PathLike = DEFAULT_WEIGHTS) -> Analysis:
-    """Run the quality-independent part of the encoder: y, z and y's entropy parameters."""
-    img = prepare(image)
+def analyse(
+    image: ImageLike,
+    device: str = "auto",
+    weights: str | os.PathLike | None = None,
+    metadata: str | tuple | list | set | frozenset = "all",
+    progress: Progress | None = None,
+) -> Analysis:
+    """Run the quality-independent part of the encoder: y, z and y's entropy parameters.
+
+    metadata: what of the image's ICC profile, EXIF and XMP the file keeps (`imageio.metadata_kinds`).
+    """
+    img = prepare(image, metadata)
     height, width = img.rgb.shape[:2]
     if height * width == 0:
         raise NicError("cannot encode an empty image")
-    w = load_weights(Path(weights))
+    w = load_weights(weights)
     dev = pick_device(device)
     model = w.model.to(dev)
     hy, wy, hz, wz = latent_sizes(width, height)
     rgb = img.rgb if img.rgb.flags.writeable else img.rgb.copy()
     x = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
     x = F.pad(x, (0, wy * Y_STRIDE - width, 0, hy * Y_STRIDE - height), mode="replicate")
-    y = analysis_tiled(model, x)
+    y = analysis_tiled(model, x, progress=progress)
     del x
     y_padded = F.pad(y, (0, wz * Z_STRIDE - wy, 0, hz * Z_STRIDE - hy))
     z = model.h_a(y_padded.to(dev)).round().cpu().to(torch.int64)
@@ -158,14 +173,16 @@ def decode_latents(
     return z, v, w.y.dequantize(v, mean_q, gain_q)
 
 
-def open_file(f: NicFile, weights: str | os.PathLike = DEFAULT_WEIGHTS) -> Weights:
+def open_file(f: NicFile, weights: str | os.PathLike | None = None) -> Weights:
     """The weights a parsed file needs (the current ones or a retired model)."""
     return weights_for(f.model_id, weights)
 
 
 @torch.no_grad()
-def decode_pixels(f: NicFile, w: Weights, device: str = "auto", exact_path: str = "float64") -> np.ndarray:
+def decode_pixels(
+    f: NicFile, w: Weights, device: str = "auto", exact_path: str = "float64", progress: Progress | None = None
+) -> np.ndarray:
     """The RGB pixels of a parsed file."""
     y_hat = decode_latents(f, w, exact_path)[2]  # z and the symbols are freed before the synthesis
     dev = pick_device(device)
-    return synthesis_tiled(w.model.to(dev), y_hat, f.height, f.width, dev)
+    return synthesis_tiled(w.model.to(dev), y_hat, f.height, f.width, dev, progress=progress)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import native_bf16
+from ..progress import Progress, report
 from ..settings import REFINE_STEPS, check_effort
 from .codec import Analysis
 from .gains import GAIN_FRAC_BITS, gains_for, lambda_for
@@ -117,7 +118,9 @@ def distortion_grad(model: NicModel, y_hat: torch.Tensor, x: torch.Tensor) -> tu
     return total, grad
 
 
-def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None = None) -> Refined:
+def refine(
+    a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None = None, progress: Progress | None = None
+) -> Refined:
     """Latents of the analysed image refined for quality q100 with `schedule[effort]` steps.
 
     `schedule` (rising step counts per level; default `settings.REFINE_STEPS`) is for tests and experiments.
@@ -168,6 +171,7 @@ def refine(a: Analysis, q100: int, effort: int, schedule: Sequence[int] | None =
             grads = torch.autograd.grad([rate, y_hat], [u, z], [torch.ones_like(rate), d_grad * (lam / (3 * n))])
             u.grad, z.grad = grads
             opt.step()
+            report(progress, "refinement", step, steps)
             if step in checks:
                 cand = a.with_latents(u / gain, z)
                 cost = coded_cost(cand, q100, lam)

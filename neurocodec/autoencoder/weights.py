@@ -9,6 +9,7 @@ SHA-256 of the file; every .nic file records the identity it needs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..errors import NicError
 from .gains import GAIN_FRAC_BITS
 from .latent_codecs import ExactY, FactorizedZ, HyperpriorY, anchor_mask
 from .model import NicModel
-from .modelfiles import DEFAULT_WEIGHTS, identity_of, retired_path
+from .modelfiles import find_model, identity_of, resolve_weights
 from .rounding import ste_round
 
 FORMAT_TAG = "neurocodec-weights"
@@ -41,24 +42,24 @@ class Weights:
     progress: dict
 
 
-def weights_for(identity: bytes, weights: str | Path = DEFAULT_WEIGHTS) -> Weights:
-    """The weights a .nic file names: `weights` itself, or a retired model next to it.
+def weights_for(identity: bytes, weights: str | os.PathLike | None = None) -> Weights:
+    """The weights a .nic file names: those in use, a retired model beside them, or the shipped ones.
 
     A model update must not orphan the files earlier versions wrote, so the
     weights they need stay in `retired/`; the loaded file's own hash is checked,
     so a renamed file cannot stand in for another model.
     """
-    w = load_weights(Path(weights))
-    if w.identity == identity:
-        return w
-    old = retired_path(weights, identity)
-    if old.exists():
-        w = load_weights(old)
+    current = resolve_weights(weights)
+    if not current.is_file():
+        raise NicError(f"weights file not found: {current}")
+    found = find_model(identity, weights)
+    if found is not None:
+        w = load_weights(found)
         if w.identity == identity:
             return w
     raise NicError(
-        f"file needs model {identity.hex()}, but the loaded weights are {w.identity.hex()} "
-        f"and {old} does not exist (decode it with the neurocodec version that wrote it)"
+        f"file needs model {identity.hex()}, which is not here (the weights in use are "
+        f"{identity_of(current).hex()}, {current}); decode it with the neurocodec version that wrote it"
     )
 
 
@@ -146,9 +147,9 @@ def load_float_model(path: str | Path) -> tuple[NicModel, dict]:
     return model, dict(obj["progress"])
 
 
-def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> Weights:
-    """Load the weights for coding, once per process while the file stays unchanged."""
-    path = Path(path).resolve()
+def load_weights(path: str | os.PathLike | None = None) -> Weights:
+    """Load the weights for coding (default: `modelfiles.resolve_weights`), once per process while the file stays unchanged."""
+    path = resolve_weights(path).resolve()
     try:
         st = path.stat()
     except OSError:
