@@ -30,12 +30,24 @@ class Job:
 
 
 @dataclass
+class Done:
+    """What one converted file read and wrote, and the lines that say so (normal, and -v)."""
+
+    bytes_in: int
+    bytes_out: int
+    line: str
+    detail: str = ""
+
+
+@dataclass
 class Result:
     job: Job
     bytes_in: int = 0
     bytes_out: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    line: str = ""
+    detail: str = ""
 
 
 def image_suffixes() -> set[str]:
@@ -57,13 +69,19 @@ def _walk(folder: Path, suffixes: set[str]) -> Iterator[Path]:
 def plan(inputs: Iterable[Path], output: Path | None, suffix: str, suffixes: set[str]) -> list[Job]:
     """Input files and folders -> jobs. Folders are searched recursively and mirrored
     under `output`; with several inputs `output` is a folder; without it, outputs go
-    beside their inputs."""
+    beside their inputs. Refused before any work: several inputs with an output that
+    names a file, and inputs whose outputs would be the same file."""
     inputs = list(inputs)
     many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     if many and output == STDIO:
         raise NicError("several inputs cannot all go to stdout; give -o a folder")
     if many and output is not None and output.exists() and not output.is_dir():
         raise NicError(f"{output} is a file; with several inputs -o must be a folder")
+    if many and output is not None and not output.exists() and output.suffix and not str(output).endswith(os.sep):
+        raise NicError(
+            f"with several inputs -o must be a folder, and {output} looks like a file name "
+            f"(write {output}{os.sep} for a folder of that name)"
+        )
     jobs = []
     for src in inputs:
         if src == STDIO:
@@ -84,7 +102,21 @@ def plan(inputs: Iterable[Path], output: Path | None, suffix: str, suffixes: set
             if dst != STDIO and (dst.is_dir() or str(dst).endswith(os.sep)):
                 dst = dst / src.with_suffix(suffix).name
             jobs.append(Job(src, dst))
+    _refuse_collisions(jobs)
     return jobs
+
+
+def _refuse_collisions(jobs: list[Job]) -> None:
+    """Two inputs that would write one output (photo.png and photo.jpg -> photo.nic) lose one of them: refuse."""
+    by_output: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.dst != STDIO:
+            by_output.setdefault(os.path.normcase(os.path.abspath(job.dst)), []).append(job)
+    clashes = [group for group in by_output.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(f"{g[0].dst} <- {', '.join(str(j.src) for j in g)}" for g in clashes[:5])
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise NicError(f"several inputs would write the same output, nothing was converted: {shown}{more}")
 
 
 def _init_worker(threads: int) -> None:
@@ -93,13 +125,13 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def attempt(fn: Callable[[dict, Job], tuple[int, int]], opts: dict, job: Job) -> Result:
+def attempt(fn: Callable[[dict, Job], Done], opts: dict, job: Job) -> Result:
     """Run one job; its failure becomes a Result (one bad file must not stop a batch)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            n_in, n_out = fn(opts, job)
-            r = Result(job, n_in, n_out)
+            done = fn(opts, job)
+            r = Result(job, done.bytes_in, done.bytes_out, line=done.line, detail=done.detail)
         except NicError as e:
             r = Result(job, error=str(e))
         except OSError as e:
@@ -111,7 +143,12 @@ def attempt(fn: Callable[[dict, Job], tuple[int, int]], opts: dict, job: Job) ->
 
 
 def run(
-    jobs: list[Job], fn: Callable[[dict, Job], tuple[int, int]], opts: dict, n_jobs: int = 1, progress: bool = False
+    jobs: list[Job],
+    fn: Callable[[dict, Job], Done],
+    opts: dict,
+    n_jobs: int = 1,
+    progress: bool = False,
+    threads: int = 0,
 ) -> Iterator[Result]:
     """Results of `fn(opts, job)` for every job, in order; `n_jobs` worker processes."""
     import click
@@ -121,7 +158,7 @@ def run(
         if n_jobs <= 1 or len(jobs) <= 1:
             results: Iterable[Result] = map(work, jobs)
         else:
-            threads = max(1, (os.cpu_count() or 1) // n_jobs)
+            threads = threads or max(1, (os.cpu_count() or 1) // n_jobs)
             pool = stack.enter_context(ProcessPoolExecutor(n_jobs, initializer=_init_worker, initargs=(threads,)))
             results = pool.map(work, jobs)
         bar = (

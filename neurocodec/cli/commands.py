@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .. import __version__
 from ..errors import NicError
-from ..settings import DEFAULT_QUALITY, MAX_EFFORT, REFINE_STEPS
+from ..settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, REFINE_STEPS
 from .bench import bench
-from .common import STDIO, device_option, force_option, friendly, jobs_option, quiet_option
+from .common import (
+    STDIO,
+    device_option,
+    force_option,
+    friendly,
+    jobs_option,
+    quiet_option,
+    skip_option,
+    threads_option,
+    verbose_option,
+    weights_option,
+)
 
 
 def _paths(inputs: tuple[str, ...]) -> list[Path]:
@@ -30,20 +42,35 @@ def _refuse_terminal(jobs: list, what: str) -> None:
         raise NicError(f"refusing to write {what} to the terminal; redirect it or use -o FILE")
 
 
-def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, quiet: bool) -> None:
-    """Run jobs; print failures (one line each), warnings and a summary; exit 1 if any failed."""
+def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int, threads: int) -> None:
+    """Run jobs; print a line per file (unless --quiet), failures, warnings and a summary; exit 1 if any failed."""
     from .batch import attempt, human, run
 
+    say = verbosity > 0
+    if opts.get("skip_existing"):
+        skipped = [j for j in jobs if str(j.dst) != STDIO and j.dst.exists()]
+        jobs = [j for j in jobs if j not in skipped]
+        if say and skipped:
+            click.echo(f"nic: skipped {len(skipped)} file(s) whose output exists (--skip-existing)", err=True)
+        if not jobs:
+            return
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if len(jobs) == 1:
-        r = attempt(fn, opts, jobs[0])
+        with _progress_bar(say) as progress:
+            r = attempt(fn, dict(opts, progress=progress), jobs[0])
         for w in r.warnings:
             click.echo(f"nic: warning: {w}", err=True)
         if r.error:
             raise NicError(r.error)
+        _report(r, verbosity)
         return
     opts = dict(opts, make_dirs=True)
     failed, n_in, n_out = 0, 0, 0
-    for r in run(jobs, fn, opts, n_jobs, progress=not quiet and sys.stderr.isatty()):
+    bar = say and sys.stderr.isatty()
+    for r in run(jobs, fn, opts, n_jobs, progress=bar, threads=threads):
         for w in r.warnings:
             click.echo(f"nic: warning: {r.job.src}: {w}", err=True)
         if r.error:
@@ -51,7 +78,9 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, quiet: bool) -
             click.echo(f"nic: error: {r.job.src}: {r.error}", err=True)
         else:
             n_in, n_out = n_in + r.bytes_in, n_out + r.bytes_out
-    if not quiet:
+            if not bar:  # with a bar on the terminal, the summary says it
+                _report(r, verbosity)
+    if say:
         ratio = f" ({n_in / n_out:.2f}x)" if n_out else ""
         tail = f", {failed} failed" if failed else ""
         click.echo(
@@ -60,6 +89,44 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, quiet: bool) -
         )
     if failed:
         sys.exit(1)
+
+
+def _report(r, verbosity: int) -> None:
+    if verbosity > 0:
+        click.echo(f"nic: {r.line}", err=True)
+    if verbosity > 1 and r.detail:
+        click.echo(f"nic:   {r.detail}", err=True)
+
+
+@contextmanager
+def _progress_bar(enabled: bool):
+    """A progress callback that draws a bar on a terminal once work is long (several tiles, refinement)."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    bars: dict[str, object] = {}
+    try:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if total < 2 or (stage != "refinement" and total < 4):
+                return
+            if stage not in bars:
+                bar = click.progressbar(length=total, label=f"nic: {stage}", file=sys.stderr)
+                bars[stage] = bar.__enter__()
+            bars[stage].update(done - bars[stage].pos)
+            if done >= total:
+                bars.pop(stage).__exit__(None, None, None)
+
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.__exit__(None, None, None)
+
+
+def _verbosity(quiet: bool, verbose: int) -> int:
+    if quiet and verbose:
+        raise NicError("give --quiet or -v, not both")
+    return 0 if quiet else 1 + verbose
 
 
 @click.group(
@@ -79,7 +146,7 @@ def main() -> None:
     cat photo.png | nic encode - > photo.nic
     nic decode photo.nic                  # writes photo.png
     nic decode photo.nic -o photo.jpg     # any format, by extension
-    nic info photo.nic                    # size, quality, bits per pixel
+    nic info photo.nic                    # size, quality, bits per pixel (--json)
     nic bench --vs all                    # nic against JPEG, JPEG 2000, WebP, AVIF
     """
 
@@ -101,7 +168,7 @@ def main() -> None:
 @click.option(
     "--effort",
     type=click.IntRange(0, MAX_EFFORT),
-    default=0,
+    default=DEFAULT_EFFORT,
     show_default=True,
     help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; "
     + ", ".join(map(str, range(1, MAX_EFFORT + 1)))
@@ -109,12 +176,26 @@ def main() -> None:
     + ", ".join(map(str, REFINE_STEPS[1:]))
     + f" gradient steps (level {MAX_EFFORT}: about 1.5 minutes per megapixel on 2 CPU cores). Same decoder and format.",
 )
+@click.option(
+    "--metadata",
+    default="all",
+    show_default=True,
+    metavar="all|none|icc,exif,xmp",
+    help="What to keep of the colour profile, EXIF and XMP (like cwebp -metadata); EXIF orientation is applied "
+    "to the pixels either way.",
+)
+@weights_option
 @device_option
+@threads_option
 @jobs_option
 @force_option
+@skip_option
 @quiet_option
+@verbose_option
+@click.pass_context
 @friendly
 def encode(
+    ctx: click.Context,
     inputs: tuple[str, ...],
     output: str | None,
     quality: float,
@@ -122,37 +203,62 @@ def encode(
     bpp: float | None,
     psnr: float | None,
     effort: int,
+    metadata: str,
+    weights: str | None,
     device: str,
+    threads: int | None,
     jobs: int,
     force: bool,
+    skip_existing: bool,
     quiet: bool,
+    verbose: int,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, BMP, ...) to .nic files.
 
     INPUT can be files, folders (searched recursively; the tree is mirrored
     under -o) or - for stdin (then the output goes to stdout unless -o says
-    otherwise). Grey stays grey, alpha is kept losslessly, the colour profile
-    is kept and EXIF orientation applied.
+    otherwise). Grey stays grey, alpha is kept losslessly, the colour profile,
+    EXIF and XMP are kept and EXIF orientation applied. Each file gets a line
+    on stderr: output, bytes, bits per pixel, the quality used (and the PSNR
+    when rate control or effort measured it).
 
     \b
     Examples:
       nic encode photo.png -q 80 -o photo.nic
-      nic encode photo.png --size 50KB
+      nic encode photo.png --size 50KB        # says which quality it chose
       nic encode photo.png -q 60 --effort 2   # smaller file, slower encode
-      nic encode a.png b.jpg photos/ -o out/ --jobs 2
+      nic encode a.png b.jpg photos/ -o out/ --jobs 2 --skip-existing
       cat photo.png | nic encode - > photo.nic
     """
+    from ..imageio import metadata_kinds
     from ..ratecontrol import parse_size
     from .batch import image_suffixes, plan
     from .files import encode_file
 
-    if sum(t is not None for t in (size, bpp, psnr)) > 1:
+    verbosity = _verbosity(quiet, verbose)
+    given = [name for name, v in (("--size", size), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
+    if len(given) > 1:
         raise NicError("give only one of --size, --bpp and --psnr")
+    if given and ctx.get_parameter_source("quality") == click.core.ParameterSource.COMMANDLINE:
+        raise NicError(f"give -q or {given[0]}, not both: {given[0]} chooses the quality")
+    metadata_kinds(metadata)
     targets = {"size": parse_size(size) if size is not None else None, "bpp": bpp, "psnr": psnr}
+    target = f"{given[0]} {size if size is not None else bpp if bpp is not None else psnr}" if given else None
     job_list = plan(_paths(inputs), Path(output) if output else None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
-    opts = {"quality": quality, "device": device, "force": force, "effort": effort, **targets}
-    _run_batch(job_list, encode_file, opts, jobs, quiet)
+    _check_weights(weights)
+    opts = {
+        "quality": quality,
+        "device": device,
+        "force": force,
+        "effort": effort,
+        "metadata": metadata,
+        "weights": weights,
+        "target": target,
+        "skip_existing": skip_existing,
+        **targets,
+    }
+    _run_batch(job_list, encode_file, opts, jobs, verbosity, threads or 0)
 
 
 @main.command()
@@ -177,10 +283,14 @@ def encode(
     default=None,
     help="Refuse files declaring more pixels than this [default: 178956970]; 0 = no limit.",
 )
+@weights_option
 @device_option
+@threads_option
 @jobs_option
 @force_option
+@skip_option
 @quiet_option
+@verbose_option
 @friendly
 def decode(
     inputs: tuple[str, ...],
@@ -188,15 +298,20 @@ def decode(
     fmt: str | None,
     save_options: tuple[str, ...],
     max_pixels: int | None,
+    weights: str | None,
     device: str,
+    threads: int | None,
     jobs: int,
     force: bool,
+    skip_existing: bool,
     quiet: bool,
+    verbose: int,
 ) -> None:
     """Decompress .nic files to images (PNG unless -o or --format says otherwise).
 
-    Grey, alpha and the colour profile come back as they were encoded. JPEG
-    and WebP outputs default to quality 95.
+    Grey, alpha, the colour profile, EXIF and XMP come back as they were
+    encoded (where the output format can hold them). JPEG and WebP outputs
+    default to quality 95.
 
     \b
     Examples:
@@ -208,51 +323,110 @@ def decode(
     from .batch import plan
     from .files import decode_file, parse_options, pil_format
 
+    verbosity = _verbosity(quiet, verbose)
     if fmt:
+        _refuse_nic(fmt)
         pil_format(fmt)
     suffix = "." + (fmt or "png").lower().lstrip(".")
     job_list = plan(_paths(inputs), Path(output) if output else None, suffix, {".nic"})
+    for job in job_list:
+        if str(job.dst) != STDIO and not fmt:
+            _refuse_nic(job.dst.suffix)
     if len(job_list) == 1 and str(job_list[0].dst) != STDIO and not fmt:
         pil_format(job_list[0].dst.suffix)
     _refuse_terminal(job_list, "image bytes")
+    _check_weights(weights)
     opts = {
         "format": fmt,
         "save_options": parse_options(save_options),
         "max_pixels": max_pixels,
         "device": device,
         "force": force,
+        "weights": weights,
+        "skip_existing": skip_existing,
     }
-    _run_batch(job_list, decode_file, opts, jobs, quiet)
+    _run_batch(job_list, decode_file, opts, jobs, verbosity, threads or 0)
+
+
+def _refuse_nic(name: str) -> None:
+    if name.lower().lstrip(".") == "nic":
+        raise NicError("decoding to .nic would only encode the picture again; to re-encode, use nic encode")
+
+
+def _check_weights(weights: str | None) -> None:
+    if weights is not None and not Path(weights).is_file():
+        raise NicError(f"weights file not found: {weights}")
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, metavar="FILE...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, one per line.")
+@weights_option
 @friendly
-def info(file: Path) -> None:
-    """Show the header of a .nic file and its bits per pixel.
+def info(files: tuple[str, ...], as_json: bool, weights: str | None) -> None:
+    """Show the header of .nic files (or - for stdin) and their bits per pixel.
 
     \b
-    Example: nic info photo.nic
+    Examples:
+      nic info photo.nic
+      nic info out/*.nic --json | jq .bpp
     """
-    from ..autoencoder.modelfiles import availability
-    from ..format import ICC, LAYOUT_NAMES, parse
+    import json
 
-    if not file.exists():
-        raise NicError(f"no such file: {file}")
-    data = file.read_bytes()
-    f = parse(data)
-    bpp = 8 * len(data) / (f.width * f.height)
-    click.echo(f"file:      {file}")
-    click.echo(f"size:      {f.width}x{f.height} {LAYOUT_NAMES[f.layout]}")
-    click.echo(f"quality:   {f.quality:g}")
-    click.echo(f"model:     {f.model_id.hex()} ({availability(f.model_id)})")
-    extras = ", ".join(f"{tag.decode('ascii', 'replace')} {len(d)} B" for tag, d in f.chunks.items())
-    click.echo(
-        f"bytes:     {len(data)} (payload {len(f.ans)} + overflow {len(f.overflow)}"
-        + (f"; {extras})" if extras else ")")
-    )
-    click.echo(f"profile:   {'ICC kept' if ICC in f.chunks else 'none (sRGB assumed)'}")
-    click.echo(f"bpp:       {bpp:.4f}")
+    from ..autoencoder.modelfiles import availability
+    from ..format import EXIF, ICC, LAYOUT_NAMES, XMP, parse
+    from .files import read_input
+
+    if not files:
+        raise NicError("no input given (.nic files, or - for stdin); see --help")
+    failed = 0
+    for i, name in enumerate(files):
+        try:
+            path = Path(name)
+            if name != STDIO and not path.exists():
+                raise NicError(f"no such file: {name}")
+            data = read_input(path)
+            f = parse(data)
+        except NicError as e:
+            if len(files) == 1:
+                raise
+            click.echo(f"nic: error: {name}: {e}", err=True)
+            failed += 1
+            continue
+        record = {
+            "file": "stdin" if name == STDIO else name,
+            "width": f.width,
+            "height": f.height,
+            "layout": LAYOUT_NAMES[f.layout],
+            "quality": f.quality,
+            "model": f.model_id.hex(),
+            "model_available": availability(f.model_id, weights),
+            "bytes": len(data),
+            "payload_bytes": len(f.ans),
+            "overflow_bytes": len(f.overflow),
+            "chunks": {tag.decode("ascii", "replace").strip(): len(d) for tag, d in f.chunks.items()},
+            "bpp": 8 * len(data) / (f.width * f.height),
+        }
+        if as_json:
+            click.echo(json.dumps(record))
+            continue
+        if i:
+            click.echo("")
+        extras = ", ".join(f"{tag} {n} B" for tag, n in record["chunks"].items())
+        kept = [name for tag, name in ((ICC, "ICC"), (EXIF, "EXIF"), (XMP, "XMP")) if tag in f.chunks]
+        click.echo(f"file:      {record['file']}")
+        click.echo(f"size:      {f.width}x{f.height} {record['layout']}")
+        click.echo(f"quality:   {f.quality:g}")
+        click.echo(f"model:     {record['model']} ({record['model_available']})")
+        click.echo(
+            f"bytes:     {len(data)} (payload {len(f.ans)} + overflow {len(f.overflow)}"
+            + (f"; {extras})" if extras else ")")
+        )
+        click.echo(f"profile:   {'ICC kept' if ICC in f.chunks else 'none (sRGB assumed)'}")
+        click.echo(f"metadata:  {', '.join(kept) if kept else 'none'}")
+        click.echo(f"bpp:       {record['bpp']:.4f}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

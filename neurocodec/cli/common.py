@@ -36,6 +36,9 @@ def friendly(fn: Callable) -> Callable:
         warnings.showwarning = _show_warning
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (nic info x.nic | head -3): not an error
+            _quiet_stdout()
+            sys.exit(0)
         except NicError as e:
             _fail(str(e))
         except KeyboardInterrupt:
@@ -48,6 +51,17 @@ def friendly(fn: Callable) -> Callable:
             _fail(f"internal error ({type(e).__name__}: {e}); please report it")
 
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail on the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def check_output(dst: Path, force: bool) -> None:
@@ -63,7 +77,23 @@ force_option = click.option("-f", "--force", is_flag=True, help="Overwrite outpu
 jobs_option = click.option(
     "-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Files converted in parallel."
 )
-quiet_option = click.option("--quiet", is_flag=True, help="No progress bar or summary.")
+quiet_option = click.option("--quiet", is_flag=True, help="Nothing on stderr but warnings and errors.")
+verbose_option = click.option(
+    "-v", "--verbose", count=True, help="Say more: image size, model, device and timings per file."
+)
+skip_option = click.option(
+    "--skip-existing", is_flag=True, help="Leave inputs whose output exists alone (re-running a batch)."
+)
+threads_option = click.option(
+    "--threads", type=click.IntRange(1, 512), default=None, help="CPU threads per process [default: all cores]."
+)
+weights_option = click.option(
+    "--weights",
+    metavar="FILE",
+    envvar="NIC_WEIGHTS",
+    show_envvar=True,
+    help="Weights of your own (nic train) [default: the shipped weights].",
+)
 
 
 device_option = click.option(

@@ -13,13 +13,15 @@ import warnings
 from pathlib import Path
 
 from ..errors import NicError, NicWarning
-from .batch import STDIO, Job
+from .batch import STDIO, Done, Job
 
 # Pillow formats that cannot store an alpha channel.
 _NO_ALPHA = {"JPEG", "PPM", "BMP", "EPS", "PCX", "SGI", "XBM", "IM", "MPEG", "DDS", "JPEG2000"}
 # Defaults for a decoded image saved in a lossy format: near-transparent quality.
 _SAVE_DEFAULTS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95, "method": 4}, "AVIF": {"quality": 90}}
 _ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF", "AVIF", "JPEG2000"}
+_EXIF_FORMATS = {"PNG", "JPEG", "WEBP", "AVIF"}  # and TIFF (below)
+_XMP_FORMATS = {"JPEG", "WEBP", "AVIF"}  # Pillow's xmp= save option; PNG and TIFF get theirs another way
 
 
 def check_writable(dst: Path, force: bool, src: Path | None = None) -> None:
@@ -92,26 +94,68 @@ def parse_options(items: tuple[str, ...] | list[str]) -> dict:
     return out
 
 
+def _metadata_options(image, fmt: str) -> tuple[dict, list[str]]:
+    """Pillow save options that write the image's EXIF and XMP in format `fmt`, and what it cannot hold."""
+    exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    kwargs: dict = {}
+    lost = []
+    if exif:
+        if fmt == "TIFF":  # Pillow writes TIFF's EXIF tags from an Exif object only
+            from PIL import Image
+
+            kwargs["exif"] = Image.Exif()
+            kwargs["exif"].load(exif)
+        elif fmt in _EXIF_FORMATS:
+            kwargs["exif"] = exif
+        else:
+            lost.append("EXIF")
+    if xmp:
+        if fmt in _XMP_FORMATS:
+            kwargs["xmp"] = xmp
+        elif fmt == "PNG":
+            from PIL import PngImagePlugin
+
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+            kwargs["pnginfo"] = info
+        elif fmt == "TIFF":
+            kwargs["tiffinfo"] = {700: xmp}
+        else:
+            lost.append("XMP")
+    return kwargs, lost
+
+
 def image_bytes(image, fmt: str, options: dict | None = None) -> bytes:
-    """The image saved in Pillow format `fmt`, keeping its ICC profile where the format can."""
+    """The image saved in Pillow format `fmt`, keeping its ICC profile, EXIF and XMP where the format can."""
     if fmt in _NO_ALPHA and image.mode in ("RGBA", "LA"):
         warnings.warn(f"{fmt} cannot store transparency: the alpha channel is dropped", NicWarning, stacklevel=2)
         image = image.convert(image.mode[:-1])
     kwargs = dict(_SAVE_DEFAULTS.get(fmt, {}))
     if image.info.get("icc_profile") and fmt in _ICC_FORMATS:
         kwargs["icc_profile"] = image.info["icc_profile"]
+    meta, lost = _metadata_options(image, fmt)
+    if lost:
+        warnings.warn(f"{fmt} cannot store {' or '.join(lost)}: dropped", NicWarning, stacklevel=2)
+    kwargs.update(meta)
     kwargs.update(options or {})
     buf = io.BytesIO()
     try:
         image.save(buf, format=fmt, **kwargs)
     except (KeyError, ValueError, TypeError, OSError) as e:
-        raise NicError(f"cannot write {image.mode} images as {fmt} with {kwargs or 'default options'} ({e})") from e
+        shown = {k: v for k, v in kwargs.items() if k not in ("icc_profile", "exif", "xmp", "pnginfo", "tiffinfo")}
+        raise NicError(f"cannot write {image.mode} images as {fmt} with {shown or 'default options'} ({e})") from e
     return buf.getvalue()
 
 
-def encode_file(opts: dict, job: Job) -> tuple[int, int]:
-    """One `nic encode` job; returns (bytes read, bytes written)."""
-    from ..api import encode
+def _arrow(job: Job) -> str:
+    """'photo.png -> photo.nic', with stdin and stdout named."""
+    return f"{'stdin' if job.src == STDIO else job.src} -> {'stdout' if job.dst == STDIO else job.dst}"
+
+
+def encode_file(opts: dict, job: Job) -> Done:
+    """One `nic encode` job: what it read and wrote, and the line that says so."""
+    from ..api import encode_with_info
+    from ..format import parse
 
     check_writable(job.dst, opts["force"], job.src)
     if job.src == STDIO:
@@ -121,27 +165,54 @@ def encode_file(opts: dict, job: Job) -> tuple[int, int]:
         if not job.src.exists():
             raise NicError(f"no such file: {job.src}")
         image, n_in = job.src, job.src.stat().st_size
-    data = encode(
+    data, info = encode_with_info(
         image,
         quality=opts["quality"],
         device=opts["device"],
+        weights=opts.get("weights"),
         target_size=opts.get("size"),
         target_bpp=opts.get("bpp"),
         target_psnr=opts.get("psnr"),
         effort=opts.get("effort", 0),
+        metadata=opts.get("metadata", "all"),
+        progress=opts.get("progress"),
     )
     write_output(job.dst, data, make_dirs=opts.get("make_dirs", False))
-    return n_in, len(data)
+    f = parse(data)
+    pixels = f.width * f.height
+    chosen = f", chosen for {opts['target']}" if opts.get("target") else ""
+    line = f"{_arrow(job)}: {len(data):,} bytes, "
+    line += f"{8 * len(data) / pixels:.3f} bpp, quality {info.quality:g}{chosen}"
+    if info.psnr is not None:
+        line += f", PSNR {info.psnr:.2f} dB"
+    if info.effort:
+        line += f", effort {info.effort}"
+    times = ", ".join(f"{k} {v:.2f} s" for k, v in info.seconds.items())
+    detail = f"{f.width}x{f.height}; model {info.model} on {info.device}; {times}"
+    return Done(n_in, len(data), line, detail)
 
 
-def decode_file(opts: dict, job: Job) -> tuple[int, int]:
-    """One `nic decode` job; returns (bytes read, bytes written)."""
+def decode_file(opts: dict, job: Job) -> Done:
+    """One `nic decode` job: what it read and wrote, and the line that says so."""
+    import time
+
     from ..api import decode
 
     check_writable(job.dst, opts["force"], job.src)
     fmt = pil_format(opts["format"] or (job.dst.suffix if job.dst != STDIO else "png"))
     data = read_input(job.src)
-    image = decode(data, device=opts["device"], max_pixels=opts.get("max_pixels"))
+    start = time.perf_counter()
+    image = decode(
+        data,
+        device=opts["device"],
+        weights=opts.get("weights"),
+        max_pixels=opts.get("max_pixels"),
+        progress=opts.get("progress"),
+    )
+    seconds = time.perf_counter() - start
     out = image_bytes(image, fmt, opts.get("save_options"))
     write_output(job.dst, out, make_dirs=opts.get("make_dirs", False))
-    return len(data), len(out)
+    kept = [name for key, name in (("icc_profile", "ICC"), ("exif", "EXIF"), ("xmp", "XMP")) if image.info.get(key)]
+    line = f"{_arrow(job)}: {image.width}x{image.height} {image.mode}, {len(out):,} bytes {fmt}"
+    detail = f"decoded in {seconds:.2f} s" + (f"; metadata {', '.join(kept)}" if kept else "")
+    return Done(len(data), len(out), line, detail)
