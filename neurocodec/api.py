@@ -99,7 +99,7 @@ def encode_with_info(
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeInfo]:
     """`encode`, and what it did (`EncodeInfo`)."""
-    check_effort(effort)
+    effort = check_effort(effort) if effort else 0  # None, False and 0.0 mean no effort, as they always did
     targets = (target_size, target_bpp, target_psnr)
     target = None if all(t is None for t in targets) else ratecontrol.Target(*targets)
     q100 = quality_x100(quality) if target is None else None

@@ -23,8 +23,8 @@ import numpy as np
 
 from .errors import NicError, NicWarning
 from .metrics import psnr
+from .settings import Q100_MAX as Q_MAX
 
-Q_MAX = 10000
 _UNITS = {"": 1, "b": 1, "kb": 1000, "k": 1000, "kib": 1024, "mb": 1000**2, "m": 1000**2, "mib": 1024**2}
 
 

@@ -14,6 +14,7 @@ import numbers
 from .errors import NicError
 
 DEFAULT_QUALITY = 75.0
+Q100_MAX = 10000  # quality 100 as the file stores it (quality x 100)
 # Gradient steps of latent refinement per effort level (0: the plain single pass).
 # Gains flatten by ~60 steps; 30 give most of them (benchmarks/effort.py).
 REFINE_STEPS = (0, 15, 30, 80)
@@ -29,7 +30,7 @@ def quality_x100(quality: float) -> int:
     q = float(quality)
     if not 0.0 <= q <= 100.0:
         raise NicError(f"quality must be between 0 and 100, not {quality}")
-    return round(q * 100)
+    return round(q * Q100_MAX / 100)
 
 
 def check_effort(effort: object, levels: int = MAX_EFFORT + 1) -> int:

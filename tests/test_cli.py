@@ -148,9 +148,11 @@ def test_alpha_to_jpeg_warns_and_writes(tmp_path):
     assert nic("encode", src).returncode == 0
     r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg")
     assert r.returncode == 0
-    assert r.stderr.strip() == "nic: warning: JPEG cannot store transparency: the alpha channel is dropped"
+    warning, report = r.stderr.strip().splitlines()
+    assert warning == "nic: warning: JPEG cannot store transparency: the alpha channel is dropped"
+    assert report.startswith("nic: ") and report.endswith(" 24x20 RGB, " + f"{(tmp_path / 'a.jpg').stat().st_size:,} bytes JPEG")
     assert Image.open(tmp_path / "a.jpg").mode == "RGB"
-    r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "b.png")
+    r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "b.png", "--quiet")
     assert r.returncode == 0 and r.stderr == ""
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png"))[:, :, 3], rgba[:, :, 3])
 

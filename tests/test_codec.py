@@ -104,29 +104,32 @@ def test_file_for_other_weights_is_rejected():
         neurocodec.decode(_with_model_id(data, b"\xff" * 8))
 
 
-def _other_weights(path) -> None:
+def _other_weights(path, note: str = "another model") -> None:
     """A weights file with another identity (the same tensors, another progress note)."""
     obj = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
-    obj["progress"] = {**obj["progress"], "note": "another model"}
+    obj["progress"] = {**obj["progress"], "note": note}
     torch.save(obj, path)
 
 
 def test_files_of_retired_weights_still_decode(tmp_path):
-    data = neurocodec.encode(smooth_image(24, 40), quality=40)
-    expected = np.asarray(neurocodec.decode(data))
-    newer = tmp_path / "nic.pt"
-    newer.write_bytes(DEFAULT_WEIGHTS.read_bytes())
-    old = retire_weights(newer)  # what shipping a new model does first
-    assert old == retired_path(newer, parse(data).model_id) and old.read_bytes() == newer.read_bytes()
-    _other_weights(newer)
-    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=newer)), expected)
+    mine = tmp_path / "nic.pt"  # weights of one's own, not the shipped ones
+    _other_weights(mine, "my model")
+    data = neurocodec.encode(smooth_image(24, 40), quality=40, weights=mine)
+    expected = np.asarray(neurocodec.decode(data, weights=mine))
+    old = retire_weights(mine)  # what shipping a new model does first
+    assert old == retired_path(mine, parse(data).model_id) and old.read_bytes() == mine.read_bytes()
+    _other_weights(mine, "my next model")
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=mine)), expected)
     old.unlink()
     with pytest.raises(NicError, match="needs model"):
-        neurocodec.decode(data, weights=newer)
+        neurocodec.decode(data, weights=mine)
     # A file that merely carries the right name is not trusted.
     _other_weights(old)
     with pytest.raises(NicError, match="needs model"):
-        neurocodec.decode(data, weights=newer)
+        neurocodec.decode(data, weights=mine)
+    # Files of the shipped model still decode while one's own weights are in use.
+    shipped = neurocodec.encode(smooth_image(24, 40), quality=40)
+    assert neurocodec.decode(shipped, weights=mine).size == (40, 24)
 
 
 def test_shipped_retired_weights_match_their_names():

@@ -5,7 +5,7 @@ mean and scale of y (`analyse`: everything that does not depend on the
 quality); then at a quality, the gained y rounded around its means, the
 checkerboard's two passes included, and z and y entropy-coded into a .nic file
 (`Analysis.code`). Decode: z, then y's sections, with the same exact
-parameters, then the float synthesis g_s (`decode`).
+parameters (`decode_latents`), then the float synthesis g_s (`decode_pixels`).
 
 Strategies that search over encodings (refinement, rate control) live beside
 this module and are run by the API (`neurocodec.api`); this core imports none of them.
@@ -144,14 +144,13 @@ def analyse(
     w = load_weights(weights)
     dev = pick_device(device)
     model = w.model.to(dev)
-    hy, wy, hz, wz = latent_sizes(width, height)
+    hy, wy, _, _ = latent_sizes(width, height)
     rgb = img.rgb if img.rgb.flags.writeable else img.rgb.copy()
     x = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float()
     x = F.pad(x, (0, wy * Y_STRIDE - width, 0, hy * Y_STRIDE - height), mode="replicate")
     y = analysis_tiled(model, x, progress=progress)
     del x
-    y_padded = F.pad(y, (0, wz * Z_STRIDE - wy, 0, hz * Z_STRIDE - hy))
-    z = model.h_a(y_padded.to(dev)).round().cpu().to(torch.int64)
+    z = model.hyper_analysis(y.to(dev)).round().cpu().to(torch.int64)
     mean_q, scale_q = w.y.params(z, hy, wy)
     return Analysis(img, w, dev, y, z, mean_q, scale_q)
 

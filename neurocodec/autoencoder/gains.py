@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
+from ..settings import Q100_MAX as _STEPS  # quality x 100 spans the ladder in this many steps
+
 GAIN_FRAC_BITS = 16  # stored gains are Q16 integers
-_STEPS = 10000  # quality x 100 spans the ladder in this many steps
 
 
 def _position(levels: int, q100: int) -> tuple[int, int]:

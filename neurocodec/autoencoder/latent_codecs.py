@@ -174,12 +174,16 @@ class HyperpriorY:
             context = self.context
 
             def correct(m: Tensor, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-                anchors = anchor_mask(v.shape[2], v.shape[3], v.device)
-                d_mean, d_scale = context((v / gain + m) * anchors).chunk(2, dim=1)
+                d_mean, d_scale = context(self.decoded_anchors(v, m, gain)).chunk(2, dim=1)
                 return m + d_mean, s + d_scale
 
         mean, scale, v = two_passes(mean, scale, step, correct)
         return v, mean * gain, scale * gain
+
+    @staticmethod
+    def decoded_anchors(v: Tensor, mean: Tensor, gain: Tensor) -> Tensor:
+        """What the float context reads: the anchors of symbols v decoded and un-gained, zero elsewhere."""
+        return (v / gain + mean) * anchor_mask(v.shape[2], v.shape[3], v.device)
 
     @staticmethod
     def bits(v: Tensor, scale_g: Tensor) -> Tensor:

@@ -119,7 +119,8 @@ class NicModel(nn.Module):
         spread = 0.5 * math.log(cfg.lambdas[-1] / cfg.lambdas[0])
         init = torch.linspace(-spread / 2, spread / 2, cfg.levels)
         self.log_gain = nn.Parameter(init[:, None].repeat(1, m))
-        # The latent stages over the modules above (plain objects: the state dict keeps its names).
+        # The latent stages over the modules above, float side only (plain objects: the state dict
+        # keeps its names); `weights.Weights` builds them again with their exact parts for coding.
         self.z_codec = FactorizedZ(self.z_density)
         self.y_codec = HyperpriorY(self.h_s, self.context)
 
@@ -185,6 +186,11 @@ class NicModel(nn.Module):
         h = self.g_a[:-1](x / 255.0 - 0.5)
         with torch.autocast(h.device.type, enabled=False):
             return self.g_a_res(self.g_a[-1](h.float()))
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """y -> z (unrounded), y first padded with zeros to a multiple of Z_STRIDE."""
+        hy, wy = y.shape[2], y.shape[3]
+        return self.h_a(F.pad(y, (0, (-wy) % Z_STRIDE, 0, (-hy) % Z_STRIDE)))
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         """y_hat -> pixels in about [0, 255] (unclamped)."""

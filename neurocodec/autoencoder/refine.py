@@ -29,14 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..devices import native_bf16
 from ..progress import Progress, report
-from ..settings import REFINE_STEPS, check_effort
+from ..settings import Q100_MAX, REFINE_STEPS, check_effort
 from .codec import Analysis
 from .gains import GAIN_FRAC_BITS, gains_for, lambda_for
-from .model import Y_STRIDE, Z_STRIDE, NicModel
+from .model import Y_STRIDE, NicModel
 from .rounding import sga_round
 from .tiling import MARGIN, TILE, tiles
 
@@ -81,7 +80,7 @@ def local_lambda(a: Analysis, q100: int, ladder: float) -> float:
     quality: fewer bits for about the same PSNR.
     """
     r_lo, d_lo = rate_mse(a, max(0, q100 - SLOPE_SPAN))
-    r_hi, d_hi = rate_mse(a, min(10000, q100 + SLOPE_SPAN))
+    r_hi, d_hi = rate_mse(a, min(Q100_MAX, q100 + SLOPE_SPAN))
     if not (r_hi > r_lo and d_lo > d_hi):
         return ladder
     return min(max((r_hi - r_lo) / (d_lo - d_hi), ladder / 8), ladder * 8)
@@ -139,12 +138,11 @@ def refine(
 
     gain = (gains_for(w.gains, q100).to(torch.float64) / 2.0**GAIN_FRAC_BITS).float().view(1, -1, 1, 1).to(dev)
     hy, wy = a.y.shape[2], a.y.shape[3]
-    hz, wz = a.z.shape[2], a.z.shape[3]
     n = a.pixels  # MSE is over 3 * n values
     x = torch.from_numpy(np.array(a.img.rgb, dtype=np.float32)).to(dev).permute(2, 0, 1)[None]
     y = a.y.to(dev)
     with torch.no_grad():
-        z0 = model.h_a(F.pad(y, (0, wz * Z_STRIDE - wy, 0, hz * Z_STRIDE - hy)))
+        z0 = model.hyper_analysis(y)
     u = (y * gain).requires_grad_(True)  # gained y: its quantisation bins are 1 wide
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([u, z], lr=LEARNING_RATE)

@@ -21,10 +21,9 @@ from ..entropy.intnet import IntContext, IntHyperSynthesis, quantize_context, qu
 from ..entropy.tables import TableSet, gaussian_tables, scale_thresholds, z_tables
 from ..errors import NicError
 from .gains import GAIN_FRAC_BITS
-from .latent_codecs import ExactY, FactorizedZ, HyperpriorY, anchor_mask
+from .latent_codecs import ExactY, FactorizedZ, HyperpriorY
 from .model import NicModel
 from .modelfiles import find_model, identity_of, resolve_weights
-from .rounding import ste_round
 
 FORMAT_TAG = "neurocodec-weights"
 FORMAT_VERSION = 1
@@ -108,11 +107,10 @@ def export_weights(
 def _anchor_samples(model: NicModel, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Decoded anchors (un-gained, zero elsewhere) at every quality level, as the context sees them."""
     mean, _ = model.h_s(z).chunk(2, dim=1)
-    anchors = anchor_mask(y.shape[2], y.shape[3])
     out = []
     for gain in model.log_gain.detach().exp():
         g = gain.view(1, -1, 1, 1)
-        out.append((ste_round((y - mean) * g) / g + mean) * anchors)
+        out.append(model.y_codec.decoded_anchors(torch.round(y * g - mean * g), mean, g))
     return torch.cat(out)
 
 

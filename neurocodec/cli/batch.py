@@ -19,8 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import NicError
-
-STDIO = Path("-")
+from .common import STDIO
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from ..errors import NicError
-from .common import check_output, device_option, friendly
+from ..options import device_option
+from .common import check_output, friendly
 
 
 def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[float]]:

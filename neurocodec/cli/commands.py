@@ -15,11 +15,11 @@ import click
 
 from .. import __version__
 from ..errors import NicError
-from ..settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, REFINE_STEPS
+from ..options import device_option
+from ..settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, MAX_PIXELS, REFINE_STEPS
 from .bench import bench
 from .common import (
     STDIO,
-    device_option,
     force_option,
     friendly,
     jobs_option,
@@ -38,7 +38,7 @@ def _paths(inputs: tuple[str, ...]) -> list[Path]:
 
 
 def _refuse_terminal(jobs: list, what: str) -> None:
-    if jobs and str(jobs[0].dst) == STDIO and sys.stdout.isatty():
+    if jobs and jobs[0].dst == STDIO and sys.stdout.isatty():
         raise NicError(f"refusing to write {what} to the terminal; redirect it or use -o FILE")
 
 
@@ -48,7 +48,7 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int
 
     say = verbosity > 0
     if opts.get("skip_existing"):
-        skipped = [j for j in jobs if str(j.dst) != STDIO and j.dst.exists()]
+        skipped = [j for j in jobs if j.dst != STDIO and j.dst.exists()]
         jobs = [j for j in jobs if j not in skipped]
         if say and skipped:
             click.echo(f"nic: skipped {len(skipped)} file(s) whose output exists (--skip-existing)", err=True)
@@ -281,7 +281,7 @@ def encode(
     "--max-pixels",
     type=int,
     default=None,
-    help="Refuse files declaring more pixels than this [default: 178956970]; 0 = no limit.",
+    help=f"Refuse files declaring more pixels than this [default: {MAX_PIXELS}]; 0 = no limit.",
 )
 @weights_option
 @device_option
@@ -330,9 +330,9 @@ def decode(
     suffix = "." + (fmt or "png").lower().lstrip(".")
     job_list = plan(_paths(inputs), Path(output) if output else None, suffix, {".nic"})
     for job in job_list:
-        if str(job.dst) != STDIO and not fmt:
+        if job.dst != STDIO and not fmt:
             _refuse_nic(job.dst.suffix)
-    if len(job_list) == 1 and str(job_list[0].dst) != STDIO and not fmt:
+    if len(job_list) == 1 and job_list[0].dst != STDIO and not fmt:
         pil_format(job_list[0].dst.suffix)
     _refuse_terminal(job_list, "image bytes")
     _check_weights(weights)
@@ -383,7 +383,7 @@ def info(files: tuple[str, ...], as_json: bool, weights: str | None) -> None:
     for i, name in enumerate(files):
         try:
             path = Path(name)
-            if name != STDIO and not path.exists():
+            if path != STDIO and not path.exists():
                 raise NicError(f"no such file: {name}")
             data = read_input(path)
             f = parse(data)
@@ -394,7 +394,7 @@ def info(files: tuple[str, ...], as_json: bool, weights: str | None) -> None:
             failed += 1
             continue
         record = {
-            "file": "stdin" if name == STDIO else name,
+            "file": "stdin" if path == STDIO else name,
             "width": f.width,
             "height": f.height,
             "layout": LAYOUT_NAMES[f.layout],

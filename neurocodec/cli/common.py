@@ -1,7 +1,4 @@
-"""What every nic command shares: one-line errors, the common options, output checks.
-
-The training script's options come from here too (`--device`).
-"""
+"""What every nic command shares: one-line errors, the common options, output checks."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import click
 
 from ..errors import NicError
 
-STDIO = "-"
+STDIO = Path("-")  # stdin or stdout, as an input or an output
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -64,10 +61,20 @@ def _quiet_stdout() -> None:
         pass
 
 
+def check_writable(dst: Path, force: bool, src: Path | None = None) -> None:
+    """Refuse to overwrite the input, or an existing output without force."""
+    if dst == STDIO:
+        return
+    if src is not None and src != STDIO and dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise NicError(f"refusing to overwrite the input file {src}; choose another name with -o")
+    if dst.exists() and not force:
+        raise NicError(f"{dst} already exists (use -f to overwrite it)")
+    if dst.exists() and dst.is_dir():
+        raise NicError(f"{dst} is a folder")
+
+
 def check_output(dst: Path, force: bool) -> None:
     """Refuse an output that exists (unless forced) or whose folder does not, before any work."""
-    from .files import check_writable
-
     check_writable(dst, force)
     if not dst.parent.exists():
         raise NicError(f"output folder {dst.parent} does not exist")
@@ -93,13 +100,4 @@ weights_option = click.option(
     envvar="NIC_WEIGHTS",
     show_envvar=True,
     help="Weights of your own (nic train) [default: the shipped weights].",
-)
-
-
-device_option = click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where the network runs; auto picks CUDA when available.",
 )

@@ -13,27 +13,16 @@ import warnings
 from pathlib import Path
 
 from ..errors import NicError, NicWarning
-from .batch import STDIO, Done, Job
+from .batch import Done, Job
+from .common import STDIO, check_writable
 
 # Pillow formats that cannot store an alpha channel.
 _NO_ALPHA = {"JPEG", "PPM", "BMP", "EPS", "PCX", "SGI", "XBM", "IM", "MPEG", "DDS", "JPEG2000"}
 # Defaults for a decoded image saved in a lossy format: near-transparent quality.
 _SAVE_DEFAULTS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95, "method": 4}, "AVIF": {"quality": 90}}
 _ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF", "AVIF", "JPEG2000"}
-_EXIF_FORMATS = {"PNG", "JPEG", "WEBP", "AVIF"}  # and TIFF (below)
+_EXIF_FORMATS = {"PNG", "JPEG", "WEBP", "AVIF"}  # and TIFF, as tags
 _XMP_FORMATS = {"JPEG", "WEBP", "AVIF"}  # Pillow's xmp= save option; PNG and TIFF get theirs another way
-
-
-def check_writable(dst: Path, force: bool, src: Path | None = None) -> None:
-    """Refuse to overwrite the input, or an existing output without force."""
-    if dst == STDIO:
-        return
-    if src is not None and src != STDIO and dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise NicError(f"refusing to overwrite the input file {src}; choose another name with -o")
-    if dst.exists() and not force:
-        raise NicError(f"{dst} already exists (use -f to overwrite it)")
-    if dst.exists() and dst.is_dir():
-        raise NicError(f"{dst} is a folder")
 
 
 def read_input(src: Path) -> bytes:
@@ -99,13 +88,17 @@ def _metadata_options(image, fmt: str) -> tuple[dict, list[str]]:
     exif, xmp = image.info.get("exif"), image.info.get("xmp")
     kwargs: dict = {}
     lost = []
-    if exif:
-        if fmt == "TIFF":  # Pillow writes TIFF's EXIF tags from an Exif object only
-            from PIL import Image
+    if fmt == "TIFF":  # TIFF's EXIF and XMP are tags of the image itself, written from one Exif object
+        from PIL import Image
 
-            kwargs["exif"] = Image.Exif()
-            kwargs["exif"].load(exif)
-        elif fmt in _EXIF_FORMATS:
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        if xmp:
+            tags[700] = xmp
+        return ({"exif": tags} if exif or xmp else {}), lost
+    if exif:
+        if fmt in _EXIF_FORMATS:
             kwargs["exif"] = exif
         else:
             lost.append("EXIF")
@@ -118,15 +111,14 @@ def _metadata_options(image, fmt: str) -> tuple[dict, list[str]]:
             info = PngImagePlugin.PngInfo()
             info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
             kwargs["pnginfo"] = info
-        elif fmt == "TIFF":
-            kwargs["tiffinfo"] = {700: xmp}
         else:
             lost.append("XMP")
     return kwargs, lost
 
 
-def image_bytes(image, fmt: str, options: dict | None = None) -> bytes:
-    """The image saved in Pillow format `fmt`, keeping its ICC profile, EXIF and XMP where the format can."""
+def image_bytes(image, fmt: str, options: dict | None = None) -> tuple[bytes, str]:
+    """The image saved in Pillow format `fmt`, keeping its ICC profile, EXIF and XMP where the format can,
+    and the mode it was saved in."""
     if fmt in _NO_ALPHA and image.mode in ("RGBA", "LA"):
         warnings.warn(f"{fmt} cannot store transparency: the alpha channel is dropped", NicWarning, stacklevel=2)
         image = image.convert(image.mode[:-1])
@@ -144,7 +136,7 @@ def image_bytes(image, fmt: str, options: dict | None = None) -> bytes:
     except (KeyError, ValueError, TypeError, OSError) as e:
         shown = {k: v for k, v in kwargs.items() if k not in ("icc_profile", "exif", "xmp", "pnginfo", "tiffinfo")}
         raise NicError(f"cannot write {image.mode} images as {fmt} with {shown or 'default options'} ({e})") from e
-    return buf.getvalue()
+    return buf.getvalue(), image.mode
 
 
 def _arrow(job: Job) -> str:
@@ -210,9 +202,9 @@ def decode_file(opts: dict, job: Job) -> Done:
         progress=opts.get("progress"),
     )
     seconds = time.perf_counter() - start
-    out = image_bytes(image, fmt, opts.get("save_options"))
+    out, mode = image_bytes(image, fmt, opts.get("save_options"))
     write_output(job.dst, out, make_dirs=opts.get("make_dirs", False))
     kept = [name for key, name in (("icc_profile", "ICC"), ("exif", "EXIF"), ("xmp", "XMP")) if image.info.get(key)]
-    line = f"{_arrow(job)}: {image.width}x{image.height} {image.mode}, {len(out):,} bytes {fmt}"
+    line = f"{_arrow(job)}: {image.width}x{image.height} {mode}, {len(out):,} bytes {fmt}"
     detail = f"decoded in {seconds:.2f} s" + (f"; metadata {', '.join(kept)}" if kept else "")
     return Done(len(data), len(out), line, detail)

@@ -64,6 +64,17 @@ def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
     save_atomic({"config": model.cfg.to_dict(), "state": model.state_dict(), "progress": dict(progress)}, path)
 
 
+def on_default_ladder(model: NicModel, named: growth.NamedAdam | None = None) -> NicModel:
+    """The model on the quality ladder this code defines (`DEFAULT_LAMBDAS`), its Adam state following."""
+    if tuple(model.cfg.lambdas) == DEFAULT_LAMBDAS:
+        return model
+    print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
+    model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
+    if named is not None:
+        named.levels(nearest)
+    return model
+
+
 def load_start(
     ckpt: Path,
     shipped: Path,
@@ -99,11 +110,7 @@ def load_start(
         model, progress = load_float_model(shipped)
     else:
         return NicModel(), None, {"step": 0, "pixels": 0}
-    if tuple(model.cfg.lambdas) != DEFAULT_LAMBDAS:
-        print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
-        model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
-        if named is not None:
-            named.levels(nearest)
+    model = on_default_ladder(model, named)
     growths = (
         ("latent channels", "m", latent_channels, growth.widened),
         ("1/8-resolution layers' channels", "n_deep", deep_channels, growth.deepened),

@@ -22,7 +22,7 @@ import torch
 from ..autoencoder.modelfiles import retire_weights
 from ..autoencoder.weights import export_weights
 from ..errors import NicError
-from .checkpoints import DEFAULT_CANDIDATE, read_checkpoint, save_candidate, trained_pixels
+from .checkpoints import DEFAULT_CANDIDATE, on_default_ladder, read_checkpoint, save_candidate, trained_pixels
 from .data import ImageCache
 
 
@@ -50,6 +50,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
         model, _, progress = read_checkpoint(Path(ckpt))
     except NicError as e:
         raise click.ClickException(f"{e}; nothing was written") from None
+    model = on_default_ladder(model)
     candidate = Path(out).parent / Path(DEFAULT_CANDIDATE).name
     if as_candidate:
         save_candidate(model, progress, candidate)

@@ -23,9 +23,9 @@ import torch
 from ..atomic import save_atomic
 from ..autoencoder.model import STRIDE, NicModel
 from ..autoencoder.weights import export_weights
-from ..cli.common import device_option
 from ..devices import pick_device
 from ..errors import NicError
+from ..options import device_option
 from .checkpoints import DEFAULT_CANDIDATE, load_start
 from .data import ImageCache, list_images, load_rgb
 
