@@ -132,6 +132,8 @@ def _metadata(im: Image.Image, keep: frozenset[str]) -> dict:
         xmp = xmp.encode("utf-8")
     dpi = im.info.get("dpi")
     real_dpi = dpi and tuple(round(float(v)) for v in dpi) != (1, 1)  # (1, 1): an aspect ratio, no resolution
+    if im.info.get("jfif_unit") == 0 and X_RESOLUTION not in im.getexif():
+        real_dpi = False  # a JPEG without a resolution, where Pillow guesses 72 dpi
     if real_dpi and not ("exif" in keep and exif and X_RESOLUTION in im.getexif()):
         _warn(f"its resolution ({round(float(dpi[0]))} dpi) is not stored")
     return {

@@ -150,7 +150,9 @@ def test_alpha_to_jpeg_warns_and_writes(tmp_path):
     assert r.returncode == 0
     warning, report = r.stderr.strip().splitlines()
     assert warning == "nic: warning: JPEG cannot store transparency: the alpha channel is dropped"
-    assert report.startswith("nic: ") and report.endswith(" 24x20 RGB, " + f"{(tmp_path / 'a.jpg').stat().st_size:,} bytes JPEG")
+    assert report.startswith("nic: ") and report.endswith(
+        " 24x20 RGB, " + f"{(tmp_path / 'a.jpg').stat().st_size:,} bytes JPEG"
+    )
     assert Image.open(tmp_path / "a.jpg").mode == "RGB"
     r = nic("decode", tmp_path / "a.nic", "-o", tmp_path / "b.png", "--quiet")
     assert r.returncode == 0 and r.stderr == ""

@@ -65,18 +65,21 @@ def _walk(folder: Path, suffixes: set[str]) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def plan(inputs: Iterable[Path], output: Path | None, suffix: str, suffixes: set[str]) -> list[Job]:
+def plan(inputs: Iterable[Path], output: str | Path | None, suffix: str, suffixes: set[str]) -> list[Job]:
     """Input files and folders -> jobs. Folders are searched recursively and mirrored
     under `output`; with several inputs `output` is a folder; without it, outputs go
-    beside their inputs. Refused before any work: several inputs with an output that
-    names a file, and inputs whose outputs would be the same file."""
+    beside their inputs. An output written with a trailing slash is a folder. Refused
+    before any work: several inputs with an output that names a file, and inputs whose
+    outputs would be the same file."""
+    as_folder = isinstance(output, str) and output.endswith(("/", os.sep))
+    output = Path(output) if output is not None else None
     inputs = list(inputs)
     many = len(inputs) > 1 or any(p.is_dir() for p in inputs)
     if many and output == STDIO:
         raise NicError("several inputs cannot all go to stdout; give -o a folder")
     if many and output is not None and output.exists() and not output.is_dir():
         raise NicError(f"{output} is a file; with several inputs -o must be a folder")
-    if many and output is not None and not output.exists() and output.suffix and not str(output).endswith(os.sep):
+    if many and output is not None and not output.exists() and output.suffix and not as_folder:
         raise NicError(
             f"with several inputs -o must be a folder, and {output} looks like a file name "
             f"(write {output}{os.sep} for a folder of that name)"
@@ -98,7 +101,7 @@ def plan(inputs: Iterable[Path], output: Path | None, suffix: str, suffixes: set
             jobs.append(Job(src, (output / src.with_suffix(suffix).name) if output else src.with_suffix(suffix)))
         else:
             dst = output if output is not None else src.with_suffix(suffix)
-            if dst != STDIO and (dst.is_dir() or str(dst).endswith(os.sep)):
+            if dst != STDIO and (dst.is_dir() or as_folder):
                 dst = dst / src.with_suffix(suffix).name
             jobs.append(Job(src, dst))
     _refuse_collisions(jobs)

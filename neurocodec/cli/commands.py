@@ -47,6 +47,7 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int
     from .batch import attempt, human, run
 
     say = verbosity > 0
+    single = len(jobs) == 1
     if opts.get("skip_existing"):
         skipped = [j for j in jobs if j.dst != STDIO and j.dst.exists()]
         jobs = [j for j in jobs if j not in skipped]
@@ -58,7 +59,7 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int
         import torch
 
         torch.set_num_threads(threads)
-    if len(jobs) == 1:
+    if single:
         with _progress_bar(say) as progress:
             r = attempt(fn, dict(opts, progress=progress), jobs[0])
         for w in r.warnings:
@@ -244,7 +245,7 @@ def encode(
     metadata_kinds(metadata)
     targets = {"size": parse_size(size) if size is not None else None, "bpp": bpp, "psnr": psnr}
     target = f"{given[0]} {size if size is not None else bpp if bpp is not None else psnr}" if given else None
-    job_list = plan(_paths(inputs), Path(output) if output else None, ".nic", image_suffixes())
+    job_list = plan(_paths(inputs), output or None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
     _check_weights(weights)
     opts = {
@@ -328,7 +329,7 @@ def decode(
         _refuse_nic(fmt)
         pil_format(fmt)
     suffix = "." + (fmt or "png").lower().lstrip(".")
-    job_list = plan(_paths(inputs), Path(output) if output else None, suffix, {".nic"})
+    job_list = plan(_paths(inputs), output or None, suffix, {".nic"})
     for job in job_list:
         if job.dst != STDIO and not fmt:
             _refuse_nic(job.dst.suffix)
