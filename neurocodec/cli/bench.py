@@ -12,7 +12,7 @@ import click
 
 from ..errors import NicError
 from ..options import device_option
-from .common import check_output, friendly
+from .common import check_output, friendly, weights_option
 
 
 def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[float]]:
@@ -106,7 +106,7 @@ def _run(
 @click.option("--json", "json_file", metavar="FILE", help="Write every point, the BD numbers and the settings as JSON.")
 @click.option("--csv", "csv_file", metavar="FILE", help="Write one row per codec and setting as CSV.")
 @click.option("--plot", "plot_file", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
-@click.option("--weights", metavar="FILE", help="nic weights to measure [default: the shipped weights].")
+@weights_option
 @device_option
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output files if they exist.")
 def bench(**kwargs) -> None:
