@@ -8,9 +8,7 @@ the CPU threads.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -145,31 +143,17 @@ def attempt(fn: Callable[[dict, Job], Done], opts: dict, job: Job) -> Result:
 
 
 def run(
-    jobs: list[Job],
-    fn: Callable[[dict, Job], Done],
-    opts: dict,
-    n_jobs: int = 1,
-    progress: bool = False,
-    threads: int = 0,
+    jobs: list[Job], fn: Callable[[dict, Job], Done], opts: dict, n_jobs: int = 1, threads: int = 0
 ) -> Iterator[Result]:
-    """Results of `fn(opts, job)` for every job, in order; `n_jobs` worker processes."""
-    import click
-
+    """Results of `fn(opts, job)` for every job, in order; `n_jobs` worker processes of `threads` threads
+    (default: the cores shared out)."""
     work = partial(attempt, fn, opts)
-    with contextlib.ExitStack() as stack:
-        if n_jobs <= 1 or len(jobs) <= 1:
-            results: Iterable[Result] = map(work, jobs)
-        else:
-            threads = threads or max(1, (os.cpu_count() or 1) // n_jobs)
-            pool = stack.enter_context(ProcessPoolExecutor(n_jobs, initializer=_init_worker, initargs=(threads,)))
-            results = pool.map(work, jobs)
-        bar = (
-            stack.enter_context(click.progressbar(length=len(jobs), label="nic", file=sys.stderr)) if progress else None
-        )
-        for r in results:
-            if bar is not None:
-                bar.update(1)
-            yield r
+    if n_jobs <= 1 or len(jobs) <= 1:
+        yield from map(work, jobs)
+        return
+    threads = threads or max(1, (os.cpu_count() or 1) // n_jobs)
+    with ProcessPoolExecutor(n_jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+        yield from pool.map(work, jobs)
 
 
 def human(n: float) -> str:

@@ -70,8 +70,7 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int
         return
     opts = dict(opts, make_dirs=True)
     failed, n_in, n_out = 0, 0, 0
-    bar = say and sys.stderr.isatty()
-    for r in run(jobs, fn, opts, n_jobs, progress=bar, threads=threads):
+    for r in run(jobs, fn, opts, n_jobs, threads=threads):  # each file's line is the progress
         for w in r.warnings:
             click.echo(f"nic: warning: {r.job.src}: {w}", err=True)
         if r.error:
@@ -79,8 +78,7 @@ def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int
             click.echo(f"nic: error: {r.job.src}: {r.error}", err=True)
         else:
             n_in, n_out = n_in + r.bytes_in, n_out + r.bytes_out
-            if not bar:  # with a bar on the terminal, the summary says it
-                _report(r, verbosity)
+            _report(r, verbosity)
     if say:
         ratio = f" ({n_in / n_out:.2f}x)" if n_out else ""
         tail = f", {failed} failed" if failed else ""
