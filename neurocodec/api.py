@@ -13,10 +13,14 @@ decoder chosen by the file's model identifier.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec
 
 import numpy as np
 import torch
@@ -31,6 +35,8 @@ from .metrics import psnr
 from .progress import Progress
 from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_PIXELS, check_effort, quality_x100
 
+P = ParamSpec("P")
+
 
 @dataclass
 class EncodeInfo:
@@ -42,47 +48,6 @@ class EncodeInfo:
     model: str  # the model identifier, hex
     device: str
     seconds: dict[str, float] = field(default_factory=dict)  # analysis, refinement, search, coding
-
-
-def encode(
-    image: ImageLike,
-    quality: float = DEFAULT_QUALITY,
-    device: str = "auto",
-    weights: str | os.PathLike | None = None,
-    *,
-    target_size: int | None = None,
-    target_bpp: float | None = None,
-    target_psnr: float | None = None,
-    effort: int = DEFAULT_EFFORT,
-    metadata: str | tuple | list | set | frozenset = "all",
-    progress: Progress | None = None,
-) -> bytes:
-    """Compress an image (path, PIL image or uint8 array) to .nic bytes.
-
-    quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
-    alpha is kept losslessly, EXIF orientation is applied; conversions that
-    lose something warn with `NicWarning`.
-    weights: a weights file of one's own (default: $NIC_WEIGHTS, else the shipped weights).
-    target_size (bytes), target_bpp or target_psnr (dB) replace quality by a
-    search over it (see `ratecontrol`): sizes are never exceeded.
-    effort: 0 (one pass, the default) .. MAX_EFFORT; higher levels spend encode
-    time refining this image's latents for fewer bits at the same quality (see
-    `autoencoder.refine`); any file decodes with the same decoder.
-    metadata: which of the ICC profile, EXIF and XMP to keep: "all" (default), "none" or e.g. "icc,exif".
-    progress: called as progress(stage, done, total) during long work (tiles, refinement steps).
-    """
-    return encode_with_info(
-        image,
-        quality,
-        device,
-        weights,
-        target_size=target_size,
-        target_bpp=target_bpp,
-        target_psnr=target_psnr,
-        effort=effort,
-        metadata=metadata,
-        progress=progress,
-    )[0]
 
 
 def encode_with_info(
@@ -98,7 +63,20 @@ def encode_with_info(
     metadata: str | tuple | list | set | frozenset = "all",
     progress: Progress | None = None,
 ) -> tuple[bytes, EncodeInfo]:
-    """`encode`, and what it did (`EncodeInfo`)."""
+    """Compress an image (path, PIL image or uint8 array) to .nic bytes, and what the encode did (`EncodeInfo`).
+
+    quality: 0 (smallest) .. 100 (best), continuous. Grey images stay grey,
+    alpha is kept losslessly, EXIF orientation is applied; conversions that
+    lose something warn with `NicWarning`.
+    weights: a weights file of one's own (default: $NIC_WEIGHTS, else the shipped weights).
+    target_size (bytes), target_bpp or target_psnr (dB) replace quality by a
+    search over it (see `ratecontrol`): sizes are never exceeded.
+    effort: 0 (one pass, the default) .. MAX_EFFORT; higher levels spend encode
+    time refining this image's latents for fewer bits at the same quality (see
+    `autoencoder.refine`); any file decodes with the same decoder.
+    metadata: which of the ICC profile, EXIF and XMP to keep: "all" (default), "none" or e.g. "icc,exif".
+    progress: called as progress(stage, done, total) during long work (tiles, refinement steps).
+    """
     effort = check_effort(effort) if effort else 0  # None, False and 0.0 mean no effort, as they always did
     targets = (target_size, target_bpp, target_psnr)
     target = None if all(t is None for t in targets) else ratecontrol.Target(*targets)
@@ -125,6 +103,21 @@ def encode_with_info(
         a, q, data = ratecontrol.better((a, q, data), (refined, q_ref, data_ref), target)
         clock.lap("search")
     return data, _info(a, q, effort, clock, a)
+
+
+def _file_only(fn: Callable[P, tuple[bytes, EncodeInfo]]) -> Callable[P, bytes]:
+    """The same function with the same arguments (for type checkers too), returning the file alone."""
+
+    @functools.wraps(fn)
+    def file_only(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        return fn(*args, **kwargs)[0]
+
+    file_only.__doc__ = "Compress an image (path, PIL image or uint8 array) to .nic bytes; see `encode_with_info`."
+    file_only.__signature__ = inspect.signature(fn).replace(return_annotation=bytes)  # type: ignore[attr-defined]
+    return file_only
+
+
+encode = _file_only(encode_with_info)
 
 
 class _Clock:

@@ -15,20 +15,9 @@ import click
 
 from .. import __version__
 from ..errors import NicError
-from ..options import device_option
 from ..settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, MAX_PIXELS, REFINE_STEPS
 from .bench import bench
-from .common import (
-    STDIO,
-    force_option,
-    friendly,
-    jobs_option,
-    quiet_option,
-    skip_option,
-    threads_option,
-    verbose_option,
-    weights_option,
-)
+from .common import STDIO, batch_options, friendly, weights_option
 
 
 def _paths(inputs: tuple[str, ...]) -> list[Path]:
@@ -42,13 +31,19 @@ def _refuse_terminal(jobs: list, what: str) -> None:
         raise NicError(f"refusing to write {what} to the terminal; redirect it or use -o FILE")
 
 
-def _run_batch(jobs: list, fn: Callable, opts: dict, n_jobs: int, verbosity: int, threads: int) -> None:
-    """Run jobs; print a line per file (unless --quiet), failures, warnings and a summary; exit 1 if any failed."""
+def _run_batch(jobs: list, fn: Callable, opts: dict, run_options: dict) -> None:
+    """Run jobs with the `batch_options`; print a line per file (unless --quiet), failures, warnings
+    and a summary; exit 1 if any failed."""
     from .batch import attempt, human, run
 
+    verbosity = _verbosity(run_options["quiet"], run_options["verbose"])
+    weights, threads, n_jobs = run_options["weights"], run_options["threads"] or 0, run_options["jobs"]
+    if weights is not None and not Path(weights).is_file():
+        raise NicError(f"weights file not found: {weights}")
+    opts = {**opts, **{k: run_options[k] for k in ("weights", "device", "force", "skip_existing")}}
     say = verbosity > 0
     single = len(jobs) == 1
-    if opts.get("skip_existing"):
+    if opts["skip_existing"]:
         skipped = [j for j in jobs if j.dst != STDIO and j.dst.exists()]
         jobs = [j for j in jobs if j not in skipped]
         if say and skipped:
@@ -183,14 +178,7 @@ def main() -> None:
     help="What to keep of the colour profile, EXIF and XMP (like cwebp -metadata); EXIF orientation is applied "
     "to the pixels either way.",
 )
-@weights_option
-@device_option
-@threads_option
-@jobs_option
-@force_option
-@skip_option
-@quiet_option
-@verbose_option
+@batch_options
 @click.pass_context
 @friendly
 def encode(
@@ -203,14 +191,7 @@ def encode(
     psnr: float | None,
     effort: int,
     metadata: str,
-    weights: str | None,
-    device: str,
-    threads: int | None,
-    jobs: int,
-    force: bool,
-    skip_existing: bool,
-    quiet: bool,
-    verbose: int,
+    **run,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, BMP, ...) to .nic files.
 
@@ -234,7 +215,6 @@ def encode(
     from .batch import image_suffixes, plan
     from .files import encode_file
 
-    verbosity = _verbosity(quiet, verbose)
     given = [name for name, v in (("--size", size), ("--bpp", bpp), ("--psnr", psnr)) if v is not None]
     if len(given) > 1:
         raise NicError("give only one of --size, --bpp and --psnr")
@@ -245,19 +225,8 @@ def encode(
     target = f"{given[0]} {size if size is not None else bpp if bpp is not None else psnr}" if given else None
     job_list = plan(_paths(inputs), output or None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
-    _check_weights(weights)
-    opts = {
-        "quality": quality,
-        "device": device,
-        "force": force,
-        "effort": effort,
-        "metadata": metadata,
-        "weights": weights,
-        "target": target,
-        "skip_existing": skip_existing,
-        **targets,
-    }
-    _run_batch(job_list, encode_file, opts, jobs, verbosity, threads or 0)
+    opts = {"quality": quality, "effort": effort, "metadata": metadata, "target": target, **targets}
+    _run_batch(job_list, encode_file, opts, run)
 
 
 @main.command()
@@ -282,14 +251,7 @@ def encode(
     default=None,
     help=f"Refuse files declaring more pixels than this [default: {MAX_PIXELS}]; 0 = no limit.",
 )
-@weights_option
-@device_option
-@threads_option
-@jobs_option
-@force_option
-@skip_option
-@quiet_option
-@verbose_option
+@batch_options
 @friendly
 def decode(
     inputs: tuple[str, ...],
@@ -297,14 +259,7 @@ def decode(
     fmt: str | None,
     save_options: tuple[str, ...],
     max_pixels: int | None,
-    weights: str | None,
-    device: str,
-    threads: int | None,
-    jobs: int,
-    force: bool,
-    skip_existing: bool,
-    quiet: bool,
-    verbose: int,
+    **run,
 ) -> None:
     """Decompress .nic files to images (PNG unless -o or --format says otherwise).
 
@@ -322,7 +277,6 @@ def decode(
     from .batch import plan
     from .files import decode_file, parse_options, pil_format
 
-    verbosity = _verbosity(quiet, verbose)
     if fmt:
         _refuse_nic(fmt)
         pil_format(fmt)
@@ -334,27 +288,13 @@ def decode(
     if len(job_list) == 1 and job_list[0].dst != STDIO and not fmt:
         pil_format(job_list[0].dst.suffix)
     _refuse_terminal(job_list, "image bytes")
-    _check_weights(weights)
-    opts = {
-        "format": fmt,
-        "save_options": parse_options(save_options),
-        "max_pixels": max_pixels,
-        "device": device,
-        "force": force,
-        "weights": weights,
-        "skip_existing": skip_existing,
-    }
-    _run_batch(job_list, decode_file, opts, jobs, verbosity, threads or 0)
+    opts = {"format": fmt, "save_options": parse_options(save_options), "max_pixels": max_pixels}
+    _run_batch(job_list, decode_file, opts, run)
 
 
 def _refuse_nic(name: str) -> None:
     if name.lower().lstrip(".") == "nic":
         raise NicError("decoding to .nic would only encode the picture again; to re-encode, use nic encode")
-
-
-def _check_weights(weights: str | None) -> None:
-    if weights is not None and not Path(weights).is_file():
-        raise NicError(f"weights file not found: {weights}")
 
 
 @main.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import NicError
+from ..options import device_option
 
 STDIO = Path("-")  # stdin or stdout, as an input or an output
 
@@ -101,3 +102,21 @@ weights_option = click.option(
     show_envvar=True,
     help="Weights of your own (nic train) [default: the shipped weights].",
 )
+
+
+def batch_options(fn: Callable) -> Callable:
+    """The options of every command that converts files: weights, device, threads, jobs, overwriting, verbosity."""
+    for option in reversed(
+        (
+            weights_option,
+            device_option,
+            threads_option,
+            jobs_option,
+            force_option,
+            skip_option,
+            quiet_option,
+            verbose_option,
+        )
+    ):
+        fn = option(fn)
+    return fn
