@@ -131,12 +131,12 @@ class Synthesis(nn.Module):
 
 
 class Fitted(nn.Module):
-    def __init__(self, height: int, width: int) -> None:
+    def __init__(self, height: int, width: int, arm_width: int = 16, syn_width: int = 16) -> None:
         super().__init__()
         self.latents = nn.ParameterList(
             nn.Parameter(torch.zeros(1, 1, -(-height // 2**i), -(-width // 2**i))) for i in range(LEVELS)
         )
-        self.arm, self.up, self.syn = ARM(), Upsampling(), Synthesis()
+        self.arm, self.up, self.syn = ARM(arm_width), Upsampling(), Synthesis(syn_width)
 
     def forward(self, t: float, noise: float, hard: bool, proxy: str = "noise") -> tuple[Tensor, Tensor]:
         """The picture and the latents' bits. proxy "noise": the decoder's values (context and synthesis) are
@@ -181,11 +181,13 @@ def network_bits(model: Fitted, lam: float, x: Tensor) -> tuple[float, float]:
     return total, float((out.clamp(0, 1) - x).square().mean())
 
 
-def fit(x: Tensor, lam: float, iterations: int, log_every: int = 0, proxy: str = "noise") -> dict:
+def fit(
+    x: Tensor, lam: float, iterations: int, log_every: int = 0, proxy: str = "noise", widths: tuple[int, int] = (16, 16)
+) -> dict:
     """Fit one crop (1, 3, H, W in [0, 1]) for the published loss, MSE (0..1) + lambda * bits per pixel."""
     torch.manual_seed(0)
     h, w = x.shape[2], x.shape[3]
-    model = Fitted(h, w)
+    model = Fitted(h, w, *widths)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     main = iterations if proxy == "noise" else int(iterations * 0.9)  # soft rounding ends with true rounding
     start = time.perf_counter()
@@ -251,8 +253,18 @@ def reference_rate(codec: str, image: Image.Image, target: float) -> float:
 @click.option(
     "--proxy", type=click.Choice(["noise", "soft"]), default="noise", show_default=True, help="Rounding proxy."
 )
+@click.option("--arm-width", default=16, show_default=True, help="Hidden width of the context model.")
+@click.option("--syn-width", default=16, show_default=True, help="Hidden width of the synthesis' 1x1 layer.")
 def main(
-    images: tuple[str, ...], crop: int, iterations: int, lambdas: str, threads: int, log_every: int, proxy: str
+    images: tuple[str, ...],
+    crop: int,
+    iterations: int,
+    lambdas: str,
+    threads: int,
+    log_every: int,
+    proxy: str,
+    arm_width: int,
+    syn_width: int,
 ) -> None:
     torch.set_num_threads(threads)
     print("| crop | lambda | bpp (latents + networks) | PSNR | ms/it | JPEG bpp | WebP bpp | AVIF bpp | nic bpp |")
@@ -265,7 +277,7 @@ def main(
             im = im.crop(box)
         x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
         for lam in (float(v) for v in lambdas.split(",")):
-            r = fit(x, lam, iterations, log_every, proxy)
+            r = fit(x, lam, iterations, log_every, proxy, (arm_width, syn_width))
             refs = [reference_rate(c, im, r["psnr"]) for c in ("jpeg", "webp", "avif", "nic")]
             cells = " | ".join("-" if not math.isfinite(v) else f"{v:.3f}" for v in refs)
             print(
