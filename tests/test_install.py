@@ -82,6 +82,11 @@ def test_weights_of_ones_own_by_option_and_by_variable(tmp_path):
         assert np.asarray(neurocodec.decode(shipped)).shape == (24, 32, 3)
     finally:
         os.environ.pop(WEIGHTS_ENV) if old is None else os.environ.__setitem__(WEIGHTS_ENV, old)
+    # Any file name will do for one's own weights, not only *.pt.
+    named = tmp_path / "mine.weights"
+    named.write_bytes((tmp_path / "mine.pt").read_bytes())
+    own = neurocodec.encode(smooth_image(24, 32), weights=named)
+    assert neurocodec.decode(own, weights=named).size == (32, 24)
     r = nic_elsewhere("encode", "p.png", "--weights", tmp_path / "none.pt", "-o", "c.nic", cwd=tmp_path)
     assert r.returncode != 0 and "weights file not found" in r.stderr and not (tmp_path / "c.nic").exists()
 

@@ -39,17 +39,6 @@ def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS)
 
 
-def candidates(weights: str | os.PathLike | None = None) -> list[Path]:
-    """Where to look for the model a file names, in order: the weights in use and their retired
-    models, then the shipped weights and theirs (so one's own weights still decode shipped files)."""
-    out: list[Path] = []
-    for w in (resolve_weights(weights), DEFAULT_WEIGHTS):
-        for p in (w, w.parent / RETIRED_DIR):
-            if p not in out:
-                out.append(p)
-    return out
-
-
 def identity_of(path: str | os.PathLike) -> bytes:
     """The model identifier of a weights file: the first 8 bytes of its SHA-256 (cached while the file is unchanged)."""
     st = Path(path).stat()
@@ -79,16 +68,17 @@ def retire_weights(weights: str | Path) -> Path:
 
 
 def find_model(identity: bytes, weights: str | os.PathLike | None = None) -> Path | None:
-    """The weights file of the model `identity` names, among `candidates`; None if it is not here.
+    """The weights file of the model `identity` names; None if it is not here.
 
+    Looked for, in order: the weights in use and their retired models, then the
+    shipped weights and theirs (so one's own weights still decode shipped files).
     Retired files are found by name and the caller checks the hash it loads.
     """
-    for place in candidates(weights):
-        if place.suffix == ".pt":
-            if place.is_file() and identity_of(place) == identity:
-                return place
-        elif (place / f"{identity.hex()}.pt").is_file():
-            return place / f"{identity.hex()}.pt"
+    for w in dict.fromkeys((resolve_weights(weights), DEFAULT_WEIGHTS)):
+        if w.is_file() and identity_of(w) == identity:
+            return w
+        if (old := retired_path(w, identity)).is_file():
+            return old
     return None
 
 
