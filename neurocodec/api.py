@@ -42,6 +42,8 @@ P = ParamSpec("P")
 class EncodeInfo:
     """What an encode did, for the one line the CLI prints (cwebp-style) and for -v."""
 
+    width: int
+    height: int
     quality: float  # the quality coded: the one asked for, or the one rate control chose
     psnr: float | None  # RGB PSNR (dB) of the decoded pixels, when the encoder computed it (rate control, effort)
     effort: int
@@ -134,7 +136,8 @@ class _Clock:
 def _info(a: codec.Analysis, q100: int, effort: int, clock: _Clock, measured: codec.Analysis | None) -> EncodeInfo:
     """What was done; the PSNR only where the work already ran the synthesis (one more pass is cheap beside it)."""
     value = psnr(measured.reconstruct(q100), measured.source) if measured is not None else None
-    return EncodeInfo(q100 / 100, value, effort, a.w.identity.hex(), str(a.dev), clock.seconds)
+    height, width = a.source.shape[:2]
+    return EncodeInfo(width, height, q100 / 100, value, effort, a.w.identity.hex(), str(a.dev), clock.seconds)
 
 
 def _open(data: bytes, weights: str | os.PathLike | None, max_pixels: int | None):

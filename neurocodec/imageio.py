@@ -120,21 +120,21 @@ def _from_16bit(a: np.ndarray) -> np.ndarray:
 
 def _metadata(im: Image.Image, keep: frozenset[str]) -> dict:
     """The ICC profile, EXIF and XMP to store, of those `keep` names; a warning for a DPI that is lost."""
+    tags = im.getexif()
     exif = im.info.get("exif") or None
     if exif and not exif.startswith(EXIF_HEADER):  # WebP and PNG carry the bare TIFF structure
         exif = EXIF_HEADER + exif
-    if exif and im.getexif().get(ORIENTATION, 1) != 1:  # applied to the pixels already: reset it
-        e = im.getexif()
-        e[ORIENTATION] = 1
-        exif = e.tobytes()
+    if exif and tags.get(ORIENTATION, 1) != 1:  # applied to the pixels already: reset it
+        tags[ORIENTATION] = 1
+        exif = tags.tobytes()
     xmp = im.info.get("xmp") or None
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     dpi = im.info.get("dpi")
     real_dpi = dpi and tuple(round(float(v)) for v in dpi) != (1, 1)  # (1, 1): an aspect ratio, no resolution
-    if im.info.get("jfif_unit") == 0 and X_RESOLUTION not in im.getexif():
+    if im.info.get("jfif_unit") == 0 and X_RESOLUTION not in tags:
         real_dpi = False  # a JPEG without a resolution, where Pillow guesses 72 dpi
-    if real_dpi and not ("exif" in keep and exif and X_RESOLUTION in im.getexif()):
+    if real_dpi and not ("exif" in keep and exif and X_RESOLUTION in tags):
         _warn(f"its resolution ({round(float(dpi[0]))} dpi) is not stored")
     return {
         "icc": (im.info.get("icc_profile") or None) if "icc" in keep else None,
@@ -143,8 +143,8 @@ def _metadata(im: Image.Image, keep: frozenset[str]) -> dict:
     }
 
 
-def _from_pil(im: Image.Image, keep: frozenset[str], notes: list[str] | None = None) -> Prepared:
-    for note in im.info.get("nic_dropped", []) if notes is None else notes:
+def _from_pil(im: Image.Image, keep: frozenset[str]) -> Prepared:
+    for note in im.info.get("nic_dropped", []):
         _warn(note)
     meta = _metadata(im, keep)
     icc = meta["icc"]
@@ -219,7 +219,9 @@ def prepare(image: ImageLike, metadata: str | tuple | list | set | frozenset = "
     if isinstance(image, (bytes, bytearray, memoryview)):
         return _from_pil(_open(io.BytesIO(image), "the input"), keep)
     if isinstance(image, Image.Image):
-        return _from_pil(_upright(image), keep, _dropped(image))
+        upright = _upright(image)
+        upright.info["nic_dropped"] = _dropped(image)
+        return _from_pil(upright, keep)
     if isinstance(image, np.ndarray):
         return _from_array(image)
     raise NicError(f"cannot encode an object of type {type(image).__name__}")

@@ -147,7 +147,6 @@ def _arrow(job: Job) -> str:
 def encode_file(opts: dict, job: Job) -> Done:
     """One `nic encode` job: what it read and wrote, and the line that says so."""
     from ..api import encode_with_info
-    from ..format import parse
 
     check_writable(job.dst, opts["force"], job.src)
     if job.src == STDIO:
@@ -170,17 +169,15 @@ def encode_file(opts: dict, job: Job) -> Done:
         progress=opts.get("progress"),
     )
     write_output(job.dst, data, make_dirs=opts.get("make_dirs", False))
-    f = parse(data)
-    pixels = f.width * f.height
     chosen = f", chosen for {opts['target']}" if opts.get("target") else ""
     line = f"{_arrow(job)}: {len(data):,} bytes, "
-    line += f"{8 * len(data) / pixels:.3f} bpp, quality {info.quality:g}{chosen}"
+    line += f"{8 * len(data) / (info.width * info.height):.3f} bpp, quality {info.quality:g}{chosen}"
     if info.psnr is not None:
         line += f", PSNR {info.psnr:.2f} dB"
     if info.effort:
         line += f", effort {info.effort}"
     times = ", ".join(f"{k} {v:.2f} s" for k, v in info.seconds.items())
-    detail = f"{f.width}x{f.height}; model {info.model} on {info.device}; {times}"
+    detail = f"{info.width}x{info.height}; model {info.model} on {info.device}; {times}"
     return Done(n_in, len(data), line, detail)
 
 
