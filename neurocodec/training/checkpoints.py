@@ -3,21 +3,76 @@
 A checkpoint is a plain dict read with `weights_only=True`: the float model's
 configuration and state, Adam's state (for the parameters `NicModel.trainable`
 gave the run that wrote it, whole-model or encoder-only), and the progress counters.
+It is one file, or (`save_checkpoint(part_mib=)`) parts of a few MiB each and
+a list of them, for a machine that returns files up to a size only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from pathlib import Path
 
 import torch
 
-from ..atomic import save_atomic
+from ..atomic import save_atomic, write_atomic
 from ..autoencoder.model import DEFAULT_LAMBDAS, NicModel
 from ..autoencoder.weights import load_float_model
 from ..errors import NicError
 from . import growth
 
 DEFAULT_CANDIDATE = "weights/candidate.pt"
+
+
+def _parts_list(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def save_checkpoint(state: dict, path: Path, part_mib: float | None = None) -> None:
+    """`state` as the file `path`, or with `part_mib` as parts of at most that many MiB beside it.
+
+    Parts are named after the bytes they hold and listed in `path`.parts,
+    written last: a crash leaves the previous list and its parts whole. Read
+    them back with `read_checkpoint(path)`, or join them in their listed order
+    (`cat`) into one checkpoint file.
+    """
+    if part_mib is None:
+        save_atomic(state, path)
+        _parts_list(path).unlink(missing_ok=True)
+        return
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    step = max(1, int(part_mib * 2**20))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(0, len(data), step):
+        names.append(f"{path.name}.{digest[:12]}.{i // step}")
+        write_atomic(path.parent / names[-1], data[i : i + step])
+    write_atomic(_parts_list(path), json.dumps({"parts": names, "sha256": digest}).encode())
+    path.unlink(missing_ok=True)
+    for old in path.parent.glob(f"{path.name}.*.*"):
+        if old.name not in names and not old.name.endswith(".tmp"):
+            old.unlink(missing_ok=True)
+
+
+def checkpoint_exists(path: Path) -> bool:
+    """Whether `path` holds a checkpoint, whole or in parts."""
+    return path.is_file() or _parts_list(path).is_file()
+
+
+def _load(path: Path) -> dict:
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if not _parts_list(path).is_file():
+        raise NicError(f"checkpoint not found: {path}")
+    listed = json.loads(_parts_list(path).read_text())
+    data = b"".join((path.parent / name).read_bytes() for name in listed["parts"])
+    if hashlib.sha256(data).hexdigest() != listed["sha256"]:
+        raise NicError(f"the parts of {path} do not add up to the checkpoint they list")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicModel, growth.NamedAdam | None, dict]:
@@ -27,9 +82,7 @@ def read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicMo
     state saved for the other kind, or for tensors it does not fit, is dropped
     (None: the caller does not use the state, which is dropped too).
     """
-    if not path.is_file():
-        raise NicError(f"checkpoint not found: {path}")
-    c = torch.load(path, map_location="cpu", weights_only=True)
+    c = _load(path)
     model = NicModel.from_state(c["config"], c["state"])
     opt_state, named = c.get("optimizer"), None
     saved_for = bool(c.get("encoder_only", False))
@@ -44,7 +97,7 @@ def read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicMo
 
 
 def trained_pixels(path: Path) -> float:
-    return float(torch.load(path, map_location="cpu", weights_only=True)["progress"]["pixels"])
+    return float(_load(path)["progress"]["pixels"])
 
 
 def _candidate_leads(candidate: Path | None, shipped: Path) -> bool:
@@ -101,7 +154,7 @@ def load_start(
     `model.trainable(encoder_only=True)` (None: no state is returned).
     """
     named = None
-    if ckpt.exists():
+    if checkpoint_exists(ckpt):
         model, named, progress = read_checkpoint(ckpt, encoder_only)
     elif _candidate_leads(candidate, shipped):
         print(f"resuming the candidate {candidate}", flush=True)

@@ -6,7 +6,10 @@ It resumes from the local checkpoint (with optimizer state) if there is one,
 otherwise from the shipped weights or, when it has trained longer, the
 committed candidate (weights/candidate.pt), so training never starts over.
 `--export` writes the shipped weights (with their integer tables) at every
-checkpoint.
+checkpoint. Under torchrun it trains on every GPU of every node with
+DistributedDataParallel (`distributed`):
+
+    torchrun --nproc_per_node 8 -m neurocodec.training --device cuda ...
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ import click
 import numpy as np
 import torch
 
-from ..atomic import save_atomic
 from ..autoencoder.model import STRIDE, NicModel
 from ..autoencoder.weights import export_weights
 from ..devices import pick_device
 from ..errors import NicError
 from ..options import device_option
-from .checkpoints import DEFAULT_CANDIDATE, load_start
-from .data import ImageCache, list_images, load_rgb
+from . import distributed
+from .checkpoints import DEFAULT_CANDIDATE, load_start, save_checkpoint
+from .data import DeviceImages, ImageCache, list_images, load_rgb
+
+# Ranks of a torchrun run agree on the clock and on stopping every this many steps (one host sync each).
+SYNC_EVERY = 10
+# Seconds kept free before --deadline besides the longest checkpoint write (twice) and two steps.
+DEADLINE_RESERVE_S = 10.0
 
 
 def train_step(
@@ -170,8 +178,39 @@ def _growth_option(flag: str, text: str):
 @click.option(
     "--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC layout (faster on CPU)."
 )
-@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (needs a C++ compiler).")
-@click.option("--bf16", is_flag=True, help="bfloat16 convolutions (autocast); fast on CPUs with AMX and on GPUs.")
+@click.option(
+    "--compile/--no-compile", "use_compile", default=False, help="torch.compile the model (needs a C++ compiler)."
+)
+@click.option(
+    "--bf16/--no-bf16", default=False, help="bfloat16 convolutions (autocast); fast on CPUs with AMX and on GPUs."
+)
+@click.option("--steps", default=None, type=click.IntRange(0), help="Stop after this many steps of this run.")
+@click.option(
+    "--deadline",
+    default=None,
+    type=float,
+    help="Unix time by which the last checkpoint is written: training stops early enough, and the cosine ends there.",
+)
+@click.option("--images", default=None, type=click.IntRange(1), help="Train on the first N photos of --data only.")
+@click.option(
+    "--data-on-device/--no-data-on-device",
+    default=False,
+    help="Keep the decoded photos on the device and cut crops there (for GPUs: no pixels copied per step).",
+)
+@click.option(
+    "--ema",
+    "ema_decay",
+    default=None,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Also keep an exponential moving average of the weights (e.g. 0.999), written beside --ckpt as *-ema.pt "
+    "(unmeasured: whether it beats the last weights is not known).",
+)
+@click.option(
+    "--split-mib",
+    default=None,
+    type=click.FloatRange(1),
+    help="Write checkpoints as parts of at most this many MiB and a list of them (--ckpt.parts).",
+)
 def main(
     data,
     valid,
@@ -200,52 +239,102 @@ def main(
     channels_last,
     use_compile,
     bf16,
+    steps,
+    deadline,
+    images,
+    data_on_device,
+    ema_decay,
+    split_mib,
 ) -> None:
     """Train (or keep training) the neurocodec model on a folder of photos.
 
-    Stops after --minutes, or on Ctrl-C / SIGTERM, always with a checkpoint.
+    Stops after --minutes (or --steps, or before --deadline), or on Ctrl-C /
+    SIGTERM, always with a checkpoint. Under torchrun, every rank trains on
+    its own share of the photos and rank 0 writes the files.
     """
     torch.set_num_threads(threads)
     try:
         dev = pick_device(device)
     except NicError as e:
         raise click.UsageError(str(e)) from None
+    ranks = distributed.start(dev)
+    dev = ranks.device
     ckpt, shipped = Path(ckpt), Path(shipped)
-    model, opt_state, progress = load_start(
-        ckpt,
-        shipped,
-        latent_channels,
-        deep_channels,
-        Path(candidate) if candidate else None,
-        context_channels,
-        channels,
-        encoder_blocks,
-        encoder_only,
-    )
+    start = None
+    if ranks.main:  # the others get rank 0's start point: a node of its own may not have the checkpoint
+        start = load_start(
+            ckpt,
+            shipped,
+            latent_channels,
+            deep_channels,
+            Path(candidate) if candidate else None,
+            context_channels,
+            channels,
+            encoder_blocks,
+            encoder_only,
+        )
+    model, opt_state, progress = distributed.from_main(ranks, start)
     model = model.to(dev)  # before the optimizer, so that its state lives beside the parameters
-    opt = torch.optim.Adam(model.trainable(encoder_only), lr=lr)
+    opt = torch.optim.Adam(model.trainable(encoder_only), lr=lr, fused=dev.type == "cuda")
     if opt_state is not None:
         opt.load_state_dict(opt_state)
     for g in opt.param_groups:
         g["lr"] = lr
-    cache = ImageCache(data)
-    val = [centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid else []
-    rng = np.random.default_rng(seed)
+    cache = ImageCache(data, limit=images) if ranks.local == 0 else None  # decoded once per machine
+    distributed.barrier(ranks)
+    if cache is None:
+        cache = ImageCache(data, limit=images)
+    shard = cache.subset(distributed.shard(len(cache), ranks)) if ranks.world > 1 else cache
+    val = [centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid and ranks.main else []
+    rank_seed = None if seed is None else seed + ranks.rank  # each rank its own crops and noise
+    rng = np.random.default_rng(rank_seed)
+    if rank_seed is not None:
+        torch.manual_seed(rank_seed)
+    on_device, gen = None, torch.Generator(dev)
+    if data_on_device:
+        on_device = DeviceImages(shard, dev)
+        if rank_seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(rank_seed)
     lambdas = torch.tensor(model.cfg.lambdas, device=dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    step_model = torch.compile(model) if use_compile else model
+    step_model = distributed.wrap(model, ranks)
+    step_model = torch.compile(step_model) if use_compile else step_model
+    ema = None
+    if ema_decay is not None and ranks.main:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay)
+        )
     lr_end = lr if lr_end is None else lr_end
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(True))
-    print(
+    say = print if ranks.main else lambda *_, **__: None
+    say(
         f"start: step {progress['step']} pixels {progress['pixels']:.3e} images {len(cache)} "
-        f"lr {lr} batch {batch}x{crop}^2 on {dev}",
+        f"lr {lr} batch {batch}x{crop}^2 on {dev}" + (f" x {ranks.world} ranks" if ranks.world > 1 else ""),
         flush=True,
     )
 
+    def crops() -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's next batch: crops (in `fmt`) and a quality level for each."""
+        if on_device is not None:
+            x = on_device.crops(batch, crop, gen)
+            level = torch.randint(0, model.cfg.levels, (batch,), device=dev, generator=gen)
+        else:
+            x = shard.crops(batch, crop, rng).to(dev, non_blocking=True)
+            level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch)).to(dev)
+        return x.contiguous(memory_format=fmt), level
+
+    ckpt_seconds = 5.0  # the longest checkpoint write so far (a guess until the first)
+
     def checkpoint() -> None:
+        nonlocal ckpt_seconds
+        if not ranks.main:
+            return
+        t = time.time()
         state = {
             "config": model.cfg.to_dict(),
             "state": model.state_dict(),
@@ -253,32 +342,51 @@ def main(
             "encoder_only": encoder_only,
             "progress": dict(progress),
         }
-        save_atomic(state, ckpt)
+        save_checkpoint(state, ckpt, split_mib)
+        if ema is not None:
+            averaged = {"config": model.cfg.to_dict(), "state": ema.module.state_dict(), "progress": dict(progress)}
+            save_checkpoint(averaged, ckpt.with_name(f"{ckpt.stem}-ema{ckpt.suffix}"), split_mib)
         if export:
             export_weights(model, shipped, progress, cache.crops(16, 256, np.random.default_rng(0)))
         print(f"checkpoint: step {progress['step']}", flush=True)
+        ckpt_seconds = max(ckpt_seconds, time.time() - t)
 
+    schedule = minutes * 60  # training seconds the learning rate's cosine spans
+    if deadline is not None:
+        schedule = min(schedule, deadline - time.time() - DEADLINE_RESERVE_S - 2 * ckpt_seconds)
     last_ckpt = last_val = last_log = prev = time.time()
     clock = RunClock()
     acc = _fresh_sums(dev)
-    while not stop and clock.seconds < minutes * 60:
-        frac = min(1.0, clock.seconds / (minutes * 60))
-        for g in opt.param_groups:
-            g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
-        x = cache.crops(batch, crop, rng).to(dev, non_blocking=True).contiguous(memory_format=fmt)
-        level = torch.from_numpy(rng.integers(0, model.cfg.levels, size=batch)).to(dev)
+    sync_every = 1 if ranks.world == 1 else SYNC_EVERY
+    done_steps = 0
+    while steps is None or done_steps < steps:
+        if done_steps % sync_every == 0:
+            late = (
+                deadline is not None
+                and time.time() + DEADLINE_RESERVE_S + 2 * (ckpt_seconds + clock.typical) > deadline
+            )
+            seconds, stopping = distributed.agree(ranks, clock.seconds, bool(stop) or clock.seconds >= schedule or late)
+            if stopping:
+                break
+            frac = min(1.0, seconds / schedule)
+            for g in opt.param_groups:
+                g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
+        x, level = crops()
         loss, bpp, mse = train_step(step_model, opt, x, level, lambdas, bf16)
+        if ema is not None:
+            ema.update_parameters(model)
+        done_steps += 1
         progress["step"] += 1
-        progress["pixels"] += batch * crop * crop
+        progress["pixels"] += batch * crop * crop * ranks.world
         # Sums stay on the device: reading them every step would stall a GPU on the next batch's crops.
         acc["sums"] += torch.stack([loss, bpp.mean(), mse.mean()])
         acc["n"] += 1
         now = time.time()
         clock.tick(now - prev)
         prev = now
-        if now - last_log > log_every:
-            n = acc["n"]
-            loss_m, bpp_m, mse_m = (acc["sums"] / n).tolist()
+        if ranks.main and now - last_log > log_every:
+            n = acc["n"] * ranks.world  # batches of all ranks; loss, bpp and mse are rank 0's
+            loss_m, bpp_m, mse_m = (acc["sums"] / acc["n"]).tolist()
             print(
                 f"step {progress['step']} loss {loss_m:.4f} bpp {bpp_m:.3f} "
                 f"mse {mse_m:.2f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
@@ -295,6 +403,7 @@ def main(
             print("valid: " + " | ".join(f"q{i} {b:.3f}bpp {p:.2f}dB" for i, (b, p) in enumerate(rd)), flush=True)
             last_val = time.time()
     checkpoint()
+    distributed.stop(ranks)
 
 
 if __name__ == "__main__":
