@@ -72,6 +72,8 @@ def test_a_checkpoint_in_parts_reads_back_whole_and_a_broken_one_says_so(tmp_pat
     part.write_bytes(part.read_bytes()[:-1] + b"x")
     with pytest.raises(NicError, match="do not add up"):
         read_checkpoint(path)
+    save_checkpoint(state, path)  # whole again: the parts go
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
 def test_the_gpu_session_on_the_cpu_checkpoints_in_out_and_resumes(photos, tmp_path, monkeypatch):

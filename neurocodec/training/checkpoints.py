@@ -39,7 +39,10 @@ def save_checkpoint(state: dict, path: Path, part_mib: float | None = None) -> N
     """
     if part_mib is None:
         save_atomic(state, path)
-        _parts_list(path).unlink(missing_ok=True)
+        if _parts_list(path).is_file():  # the whole file replaces the parts
+            for name in json.loads(_parts_list(path).read_text())["parts"]:
+                (path.parent / name).unlink(missing_ok=True)
+            _parts_list(path).unlink()
         return
     buf = io.BytesIO()
     torch.save(state, buf)
