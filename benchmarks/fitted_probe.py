@@ -37,22 +37,27 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+# What `fit` does with its defaults, for results files: change it whenever the defaults change.
+RECIPE = "c3x-soft-1: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, last 10% hard"
 LEVELS = 7
 GAIN = 16.0  # latents are fitted at 1/GAIN scale (Cool-chic's encoder gain): Adam's steps stay small
 # Causal neighbours of the same level, nearest first: (row, column) offsets.
 CONTEXT = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0), (-1, -2), (-1, 2), (-2, -1), (-2, 1))
 
 
-def soft_round(x: Tensor, t: float) -> Tensor:
+def soft_round(x: Tensor, t: float | Tensor) -> Tensor:
     """Agustsson & Theis (2020): a differentiable rounding that hardens as t falls."""
+    t = torch.as_tensor(t)
     m = torch.floor(x) + 0.5
-    return m + torch.tanh((x - m) / t) / (2 * math.tanh(1 / (2 * t)))
+    return m + torch.tanh((x - m) / t) / (2 * torch.tanh(0.5 / t))
 
 
 def quantize(x: Tensor, t: float, noise: float, hard: bool) -> Tensor:
+    """Soft rounding, Gaussian noise of standard deviation `noise`, soft rounding again (C3, Cool-chic's
+    c3x preset); `hard`: true rounding, straight through."""
     if hard:
         return x + (torch.round(x) - x).detach()
-    return soft_round(soft_round(x, t) + noise * (torch.rand_like(x) - 0.5), t)
+    return soft_round(soft_round(x, t) + noise * torch.randn_like(x), t)
 
 
 def laplace_bits(x: Tensor, mu: Tensor, b: Tensor, floor: float = 2.0**-16) -> Tensor:
@@ -89,7 +94,7 @@ class ARM(nn.Module):
         """Bits of `at` (q itself, or q's noisy stand-in) given the context of the decoded values q."""
         x = F.relu(self.inp(self.context(q, coarser)))
         x = x + F.relu(self.hidden(x))
-        mu, log_scale = self.out(x).unbind(dim=1)
+        mu, log_scale = self.out(x).float().unbind(dim=1)  # rates in float32, also under bfloat16 autocast
         return laplace_bits(at.reshape(-1), mu, torch.exp((log_scale + 1.0).clamp(-5, 5))).sum()  # at most 16 bits
 
 
@@ -182,26 +187,42 @@ def network_bits(model: Fitted, lam: float, x: Tensor) -> tuple[float, float]:
 
 
 def fit(
-    x: Tensor, lam: float, iterations: int, log_every: int = 0, proxy: str = "noise", widths: tuple[int, int] = (16, 16)
+    x: Tensor,
+    lam: float,
+    iterations: int,
+    log_every: int = 0,
+    proxy: str = "soft",
+    widths: tuple[int, int] = (16, 16),
+    hard_lr: float = 1e-4,
+    hard_fraction: float = 0.1,
+    bf16: bool = False,
+    compiled: bool = False,
 ) -> dict:
     """Fit one crop (1, 3, H, W in [0, 1]) for the published loss, MSE (0..1) + lambda * bits per pixel."""
     torch.manual_seed(0)
     h, w = x.shape[2], x.shape[3]
     model = Fitted(h, w, *widths)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    main = iterations if proxy == "noise" else int(iterations * 0.9)  # soft rounding ends with true rounding
+    # Soft rounding ends with true rounding (c3x: 1,500 of 100,000 iterations), networks only at lr 1e-4.
+    main = iterations if proxy == "noise" else iterations - min(1500, int(iterations * hard_fraction))
+
+    def objective(t: Tensor, noise: Tensor, hard: bool) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, bits = model(t, noise, hard, proxy)
+        mse = (out.float() - x).square().mean()
+        return mse + lam * bits / (h * w), bits, mse
+
+    step = torch.compile(objective) if compiled else objective
     start = time.perf_counter()
     for it in range(iterations):
         hard = it >= main
         frac = min(it / max(main, 1), 1.0)
         t = 0.3 - 0.2 * frac  # soft rounding 0.3 -> 0.1 (Cool-chic 4.2)
         noise = 0.25 - 0.15 * frac  # noise 0.25 -> 0.1
-        lr = 1e-4 if hard else 1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac))
+        lr = hard_lr if hard else 1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
-        out, bits = model(t, noise, hard, proxy)
-        mse = (out - x).square().mean()
-        loss = mse + lam * bits / (h * w)
+        loss, bits, mse = step(torch.tensor(t), torch.tensor(noise), hard)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -251,12 +272,20 @@ def reference_rate(codec: str, image: Image.Image, target: float) -> float:
 @click.option("--threads", default=2, show_default=True)
 @click.option("--log-every", default=0, help="Print the loss every N iterations.")
 @click.option(
-    "--proxy", type=click.Choice(["noise", "soft"]), default="noise", show_default=True, help="Rounding proxy."
+    "--proxy", type=click.Choice(["noise", "soft"]), default="soft", show_default=True, help="Rounding proxy."
 )
 @click.option("--arm-width", default=16, show_default=True, help="Hidden width of the context model.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast for the networks (rates stay float32).")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the loss.")
+@click.option("--hard-lr", default=1e-4, show_default=True, help="Learning rate of the last, truly rounded phase.")
+@click.option("--hard-fraction", default=0.1, show_default=True, help="Share of the iterations truly rounded (soft).")
 @click.option("--syn-width", default=16, show_default=True, help="Hidden width of the synthesis' 1x1 layer.")
 def main(
     images: tuple[str, ...],
+    bf16: bool,
+    compiled: bool,
+    hard_lr: float,
+    hard_fraction: float,
     crop: int,
     iterations: int,
     lambdas: str,
@@ -277,7 +306,9 @@ def main(
             im = im.crop(box)
         x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
         for lam in (float(v) for v in lambdas.split(",")):
-            r = fit(x, lam, iterations, log_every, proxy, (arm_width, syn_width))
+            r = fit(
+                x, lam, iterations, log_every, proxy, (arm_width, syn_width), hard_lr, hard_fraction, bf16, compiled
+            )
             refs = [reference_rate(c, im, r["psnr"]) for c in ("jpeg", "webp", "avif", "nic")]
             cells = " | ".join("-" if not math.isfinite(v) else f"{v:.3f}" for v in refs)
             print(

@@ -1,0 +1,175 @@
+"""Issue 17, step 8: the fitted probe over a grid of photos, rates and iteration budgets, resumable.
+
+    python benchmarks/fitted_grid.py                       # runs what is missing, then reports
+    python benchmarks/fitted_grid.py --report              # only the report, from the results file
+    nice -n 10 python benchmarks/fitted_grid.py > log &    # in the background, over sessions
+
+Every finished fit (photo, crop, lambda, iterations, recipe) is one JSON line in
+benchmarks/results/fitted_grid.jsonl, appended as it finishes, so a run stopped
+anywhere resumes where it was (commit the file between sessions). Cheap budgets
+run first over all photos and rates, then the next budget. The reference curves
+(JPEG, WebP, AVIF at Pillow's settings of `nic bench`, and nic's autoencoder at
+efforts 0 and 3) are measured once per crop and kept in the same file.
+
+The report gives, per budget, the rate each fitted point needs relative to each
+reference at the same RGB PSNR (the reference's curve on the same crop,
+interpolated in log-rate), as a geometric mean over all points: -20 % means 20 %
+fewer bits. It needs no four-point fit, so three rates suffice. Figures rest on
+the photos and points the table names; the recipe is `fitted_probe.RECIPE`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fitted_probe import RECIPE, fit
+
+from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
+from neurocodec.metrics import psnr
+
+RESULTS = Path(__file__).parent / "results" / "fitted_grid.jsonl"
+VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
+REFERENCES = ("jpeg", "webp", "avif", "nic-e0", "nic-e3")
+
+
+def centre_crop(path: Path, size: int) -> Image.Image:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return im.crop((left, top, left + size, top + size))
+
+
+def reference_curve(codec: str, image: Image.Image) -> list[tuple[float, float]]:
+    """(bpp, PSNR) points of one reference codec on this crop, real file sizes."""
+    a = np.asarray(image)
+    pixels = a.shape[0] * a.shape[1]
+    curve = []
+    if codec.startswith("nic"):
+        import neurocodec
+
+        effort = int(codec[-1])
+        for q in np.linspace(0, 100, 15 if effort == 0 else 8):
+            data = neurocodec.encode(a, quality=float(q), effort=effort)
+            curve.append((8 * len(data) / pixels, psnr(np.asarray(neurocodec.decode(data)), a)))
+    else:
+        for v in SWEEPS[codec]:
+            data = reference_encode(codec, image, v)
+            curve.append((8 * len(data) / pixels, psnr(np.asarray(reference_decode(data)), a)))
+    return curve
+
+
+def load() -> list[dict]:
+    if not RESULTS.exists():
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def append(row: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def report(rows: list[dict], crop: int) -> str:
+    refs = {(r["image"], r["codec"]): r["curve"] for r in rows if r["kind"] == "reference" and r["crop"] == crop}
+    fits = [r for r in rows if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE]
+    lines = [
+        (
+            f"Recipe `{RECIPE}`, {crop}x{crop} centre crops. Rate vs each reference at equal RGB PSNR "
+            "(geometric mean over the points; negative = fewer bits than it)."
+        ),
+        "",
+        "| iterations | photos | points | bpp range | ms/it | " + " | ".join(REFERENCES) + " |",
+        "| ---: | ---: | ---: | --- | ---: | " + " | ".join("---:" for _ in REFERENCES) + " |",
+    ]
+    for its in sorted({r["iterations"] for r in fits}):
+        pts = [r for r in fits if r["iterations"] == its]
+        cells = []
+        for codec in REFERENCES:
+            logs = []
+            for r in pts:
+                curve = refs.get((r["image"], codec))
+                ref = rate_at_psnr(curve, r["psnr"]) if curve else math.nan
+                if math.isfinite(ref) and ref > 0:
+                    logs.append(math.log(r["bpp"] / ref))
+            cells.append(f"{100 * (math.exp(np.mean(logs)) - 1):+.1f} % ({len(logs)})" if logs else "-")
+        bpps = [r["bpp"] for r in pts]
+        ms = np.median([r["ms_per_iteration"] for r in pts])
+        lines.append(
+            f"| {its} | {len({r['image'] for r in pts})} | {len(pts)} | {min(bpps):.3f}-{max(bpps):.3f} | "
+            f"{ms:.0f} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "| photo | lambda | iterations | bpp (latents + networks) | PSNR |",
+        "| --- | ---: | ---: | --- | ---: |",
+    ]
+    for r in sorted(fits, key=lambda r: (r["image"], -r["lambda"], r["iterations"])):
+        lines.append(
+            f"| {r['image']} | {r['lambda']:g} | {r['iterations']} | {r['bpp']:.3f} ({r['latent_bpp']:.3f} + "
+            f"{r['net_bpp']:.3f}) | {r['psnr']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("images", nargs=-1)
+@click.option("--photos", default=4, show_default=True, help="Without IMAGES: the first N validation photos.")
+@click.option("--crop", default=256, show_default=True)
+@click.option("--lambdas", default="0.01,0.003,0.001,0.0003", show_default=True)
+@click.option("--budgets", default="1000,3000,10000", show_default=True, help="Iteration budgets, cheapest first.")
+@click.option("--threads", default=2, show_default=True)
+@click.option("--report", "only_report", is_flag=True, help="Only print the report of what is in the results file.")
+def main(
+    images: tuple[str, ...], photos: int, crop: int, lambdas: str, budgets: str, threads: int, only_report: bool
+) -> None:
+    torch.set_num_threads(threads)
+    paths = [Path(p) for p in images] or sorted(VALID.glob("*.png"))[:photos]
+    rows = load()
+    if not only_report:
+        crops = {p.stem: centre_crop(p, crop) for p in paths}
+        done_refs = {(r["image"], r["codec"]) for r in rows if r["kind"] == "reference" and r["crop"] == crop}
+        for name, im in crops.items():
+            for codec in REFERENCES:
+                if (name, codec) not in done_refs:
+                    row = {"kind": "reference", "image": name, "crop": crop, "codec": codec}
+                    row["curve"] = reference_curve(codec, im)
+                    append(row)
+                    rows.append(row)
+        done = {
+            (r["image"], r["lambda"], r["iterations"])
+            for r in rows
+            if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE
+        }
+        for its in (int(v) for v in budgets.split(",")):
+            for name, im in crops.items():
+                x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+                for lam in (float(v) for v in lambdas.split(",")):
+                    if (name, lam, its) in done:
+                        continue
+                    r = fit(x, lam, its)
+                    row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
+                    row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
+                    append(row)
+                    rows.append(row)
+                    print(
+                        f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB "
+                        f"{r['ms_per_iteration']:.0f} ms/it",
+                        flush=True,
+                    )
+    print(report(rows, crop))
+
+
+if __name__ == "__main__":
+    main()
