@@ -16,8 +16,15 @@ from PIL import Image
 import neurocodec
 from neurocodec.api import decode_symbols
 from neurocodec.autoencoder.gains import gains_for
-from neurocodec.autoencoder.modelfiles import DEFAULT_WEIGHTS, RETIRED_DIR, identity_of, retire_weights, retired_path
-from neurocodec.autoencoder.weights import load_weights
+from neurocodec.autoencoder.modelfiles import (
+    DEFAULT_WEIGHTS,
+    RETIRED_DIR,
+    SUMS_NAME,
+    listed_sums,
+    retired_path,
+    sha256_of,
+)
+from neurocodec.autoencoder.weights import load_float_model, load_weights, retire_weights, strip_for_decoding
 from neurocodec.errors import NicError
 from neurocodec.format import parse
 
@@ -116,10 +123,32 @@ def test_files_of_retired_weights_still_decode(tmp_path):
     _other_weights(mine, "my model")
     data = neurocodec.encode(smooth_image(24, 40), quality=40, weights=mine)
     expected = np.asarray(neurocodec.decode(data, weights=mine))
-    old = retire_weights(mine)  # what shipping a new model does first
-    assert old == retired_path(mine, parse(data).model_id) and old.read_bytes() == mine.read_bytes()
+    symbols = decode_symbols(data, weights=mine)
+    old = retire_weights(mine)  # what shipping a new model does first: its decoder alone, listed in SHA256SUMS
+    assert old == retired_path(mine, parse(data).model_id) and old.stat().st_size < mine.stat().st_size / 2
+    assert listed_sums(old.parent) == {old.name: sha256_of(old)}
+    assert retire_weights(mine) == old and listed_sums(old.parent) == {old.name: sha256_of(old)}  # once only
     _other_weights(mine, "my next model")
     assert np.array_equal(np.asarray(neurocodec.decode(data, weights=mine)), expected)
+    assert all(np.array_equal(a, b) for a, b in zip(decode_symbols(data, weights=mine), symbols))
+    # A decoder cannot encode, nor be trained.
+    with pytest.raises(NicError, match="only a decoder"):
+        neurocodec.encode(smooth_image(24, 40), weights=old)
+    with pytest.raises(NicError, match="only a decoder"):
+        load_float_model(old)
+    with pytest.raises(NicError, match="only"):
+        load_weights(old).model.analysis(torch.zeros(1, 3, 16, 16))
+    # Its bytes must be those SHA256SUMS lists, under its own model's name.
+    sums = old.parent / SUMS_NAME
+    listed = sums.read_text()
+    sums.write_text(listed.replace(sha256_of(old), "0" * 64))
+    with pytest.raises(NicError, match=f"needs model.*{SUMS_NAME}"):
+        neurocodec.decode(data, weights=mine)
+    sums.write_text(listed)
+    assert neurocodec.decode(data, weights=mine).size == (40, 24)
+    strip_for_decoding(mine, old)  # another model's decoder under this name, listed as it is
+    with pytest.raises(NicError, match="needs model"):
+        neurocodec.decode(data, weights=mine)
     old.unlink()
     with pytest.raises(NicError, match="needs model"):
         neurocodec.decode(data, weights=mine)
@@ -132,10 +161,14 @@ def test_files_of_retired_weights_still_decode(tmp_path):
     assert neurocodec.decode(shipped, weights=mine).size == (40, 24)
 
 
-def test_shipped_retired_weights_match_their_names():
-    for path in (DEFAULT_WEIGHTS.parent / RETIRED_DIR).glob("*.pt"):
-        assert identity_of(path).hex() == path.stem
-        assert load_weights(path).gains.shape[0] >= 6
+def test_shipped_retired_weights_are_decoders_listed_under_their_names():
+    folder = DEFAULT_WEIGHTS.parent / RETIRED_DIR
+    paths = sorted(folder.glob("*.pt"))
+    assert paths and set(listed_sums(folder)) == {p.name for p in paths}
+    for path in paths:
+        w = load_weights(path)
+        assert w.identity.hex() == path.stem and w.decoder_only
+        assert w.gains.shape[0] >= 6
 
 
 def test_bad_inputs_raise_nic_error(tmp_path):

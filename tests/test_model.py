@@ -235,6 +235,12 @@ def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_p
     resumed, progress = load_float_model(out)
     assert resumed.cfg.lambdas == DEFAULT_LAMBDAS and progress["step"] == 5
     assert torch.equal(resumed.log_gain, trained.log_gain)
+    # Shipping again keeps the decoder of the weights replaced, listed in retired/SHA256SUMS.
+    first = load_weights(out).identity
+    r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--data", "examples"])
+    assert r.exit_code == 0 and "SHA256SUMS" in r.output, r.output
+    retired = load_weights(out.parent / "retired" / f"{first.hex()}.pt")
+    assert retired.identity == first and retired.decoder_only and retired.gains.shape[0] == 4
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

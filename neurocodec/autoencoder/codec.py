@@ -28,6 +28,7 @@ from ..imageio import ImageLike, Prepared, prepare
 from ..progress import Progress, report
 from .gains import gains_for
 from .model import Y_STRIDE, Z_STRIDE, NicModel
+from .modelfiles import resolve_weights
 from .tiling import MARGIN, TILE, tiles
 from .weights import Weights, load_weights, weights_for
 
@@ -142,6 +143,11 @@ def analyse(
     if height * width == 0:
         raise NicError("cannot encode an empty image")
     w = load_weights(weights)
+    if w.decoder_only:
+        raise NicError(
+            f"the weights {resolve_weights(weights)} hold only a decoder (retired, kept so old files decode): "
+            "encode with the shipped weights or your own"
+        )
     dev = pick_device(device)
     model = w.model.to(dev)
     hy, wy, _, _ = latent_sizes(width, height)

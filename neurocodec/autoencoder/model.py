@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..entropy.densities import SCALE_MIN, FactorizedDensity
+from ..errors import NicError
 from .latent_codecs import CheckerboardContext, FactorizedZ, HyperpriorY, HyperSynthesis
 from .layers import GDN, conv, deconv
 from .rounding import lower_bound, ste_round, uniform_noise
@@ -36,6 +37,11 @@ DEFAULT_LAMBDAS = tuple(round(0.1 * 10 ** (k / 4), 7) for k in range(-11, 4))
 Y_STRIDE = 16
 Z_STRIDE = 4
 STRIDE = Y_STRIDE * Z_STRIDE
+
+# The float networks a decoder runs: the synthesis alone. z and y are decoded with
+# integer tables and the integer hyper-synthesis and context (`entropy.intnet`),
+# which the weights file holds beside the float state (`weights`).
+DECODER_MODULES = ("g_s",)
 
 
 @dataclass
@@ -123,6 +129,7 @@ class NicModel(nn.Module):
         # keeps its names); `weights.Weights` builds them again with their exact parts for coding.
         self.z_codec = FactorizedZ(self.z_density)
         self.y_codec = HyperpriorY(self.h_s, self.context)
+        self.decoder_only = False
 
     @classmethod
     def from_state(cls, config: dict, state: dict[str, Tensor]) -> NicModel:
@@ -130,6 +137,32 @@ class NicModel(nn.Module):
         model = cls(ModelConfig.from_dict(config))
         model.load_state_dict(state)
         return model
+
+    @classmethod
+    def decoder_from_state(cls, config: dict, state: dict[str, Tensor]) -> NicModel:
+        """The synthesis alone, from a state that may hold nothing else (retired weights kept for decoding).
+
+        The other networks are removed, not left at their initial values, so
+        nothing can encode or train with random ones: `analysis` and the like refuse.
+        """
+        model = cls(ModelConfig.from_dict(config))
+        for name, module in list(model.named_children()):
+            if name in DECODER_MODULES:
+                module.load_state_dict(
+                    {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")}
+                )
+            else:
+                setattr(model, name, None)
+        model.log_gain = None  # training's float gains: coding uses the weights' integer ones
+        model.z_codec = model.y_codec = None
+        model.decoder_only = True
+        return model
+
+    def _require_encoder(self) -> None:
+        if self.decoder_only:
+            raise NicError(
+                "these weights hold only the decoder (retired, kept so old files decode): they cannot encode or train"
+            )
 
     def with_ladder(self, lambdas: tuple[float, ...]) -> tuple[NicModel, Tensor]:
         """This model with another quality ladder, its gains carried over.
@@ -139,6 +172,7 @@ class NicModel(nn.Module):
         over log-lambda, per channel. Returns the new model and, per new
         level, the index of the old level nearest to it (for optimizer state).
         """
+        self._require_encoder()
         old = torch.tensor(self.cfg.lambdas, dtype=torch.float64).log()
         new = torch.tensor(lambdas, dtype=torch.float64).log()
         g = self.log_gain.detach().double()
@@ -183,12 +217,14 @@ class NicModel(nn.Module):
 
     def analysis(self, x: Tensor) -> Tensor:
         """Pixels in [0, 255] (B, 3, H, W) -> y."""
+        self._require_encoder()
         h = self.g_a[:-1](x / 255.0 - 0.5)
         with torch.autocast(h.device.type, enabled=False):
             return self.g_a_res(self.g_a[-1](h.float()))
 
     def hyper_analysis(self, y: Tensor) -> Tensor:
         """y -> z (unrounded), y first padded with zeros to a multiple of Z_STRIDE."""
+        self._require_encoder()
         hy, wy = y.shape[2], y.shape[3]
         return self.h_a(F.pad(y, (0, (-wy) % Z_STRIDE, 0, (-hy) % Z_STRIDE)))
 

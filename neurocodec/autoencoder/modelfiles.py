@@ -6,6 +6,12 @@ replaced stay in `weights/retired/<identity hex>.pt`, so every file a release
 wrote still decodes. An installed neurocodec carries that folder as package
 data (`neurocodec/_weights/`, read with importlib.resources). Weights of one's
 own come from `weights=` / `--weights PATH` or the NIC_WEIGHTS variable.
+
+Retired files keep only what decoding reads (`weights.strip_for_decoding`), so
+their own hash is no longer their identity: the `SHA256SUMS` file beside them
+(sha256sum's format, tracked and shipped with them) lists the SHA-256 of each
+as written, and a decoder-only file stands for the model its name gives only
+while its bytes hash to the listed value.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
-import shutil
 from functools import lru_cache
 from pathlib import Path
 
 RETIRED_DIR = "retired"
+SUMS_NAME = "SHA256SUMS"  # beside decoder-only weights: the SHA-256 of each, as retired
 WEIGHTS_ENV = "NIC_WEIGHTS"
 
 
@@ -41,13 +47,52 @@ def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
 
 def identity_of(path: str | os.PathLike) -> bytes:
     """The model identifier of a weights file: the first 8 bytes of its SHA-256 (cached while the file is unchanged)."""
+    return bytes.fromhex(sha256_of(path)[:16])
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file as hex, cached while the file is unchanged (weights files are tens of MB)."""
     st = Path(path).stat()
-    return _identity(Path(path).resolve(), st.st_mtime_ns, st.st_size)
+    return _sha256(Path(path).resolve(), st.st_mtime_ns, st.st_size)
 
 
 @lru_cache(maxsize=16)
-def _identity(path: Path, mtime_ns: int, size: int) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()[:8]
+def _sha256(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sums_stamp(folder: str | os.PathLike) -> tuple[int, int] | None:
+    """When and how big the SHA256SUMS of `folder` is (None: there is none), for caches that trust it."""
+    try:
+        st = (Path(folder) / SUMS_NAME).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def listed_sums(folder: str | os.PathLike) -> dict[str, str]:
+    """File name -> SHA-256 (hex) as the SHA256SUMS of `folder` lists them; empty if it has none."""
+    listed = {}
+    path = Path(folder) / SUMS_NAME
+    if not path.is_file():
+        return listed
+    for line in path.read_text().splitlines():
+        digest, _, name = line.strip().partition(" ")
+        name = name.strip().removeprefix("*")  # sha256sum's binary-mode marker
+        if len(digest) == 64 and name and not line.startswith("#"):
+            listed[name] = digest.lower()
+    return listed
+
+
+def is_listed(path: str | os.PathLike) -> bool:
+    """Whether the SHA256SUMS beside `path` lists it with the SHA-256 its bytes have now."""
+    path = Path(path)
+    return path.is_file() and listed_sums(path.parent).get(path.name) == sha256_of(path)
+
+
+def sums_text(listed: dict[str, str]) -> str:
+    """The SHA256SUMS file of these entries, sorted by name (`sha256sum -c SHA256SUMS` checks it)."""
+    return "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
 
 
 def retired_path(weights: str | Path, identity: bytes) -> Path:
@@ -55,24 +100,13 @@ def retired_path(weights: str | Path, identity: bytes) -> Path:
     return Path(weights).parent / RETIRED_DIR / f"{identity.hex()}.pt"
 
 
-def retire_weights(weights: str | Path) -> Path:
-    """Copy `weights` to its retired name before it is replaced; returns that path."""
-    weights = Path(weights)
-    dest = retired_path(weights, identity_of(weights))
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        shutil.copyfile(weights, tmp)
-        tmp.replace(dest)
-    return dest
-
-
 def find_model(identity: bytes, weights: str | os.PathLike | None = None) -> Path | None:
     """The weights file of the model `identity` names; None if it is not here.
 
     Looked for, in order: the weights in use and their retired models, then the
     shipped weights and theirs (so one's own weights still decode shipped files).
-    Retired files are found by name and the caller checks the hash it loads.
+    Retired files are found by name; the caller checks the identity it loads
+    (the file's hash, or for a decoder-only file its SHA256SUMS entry).
     """
     for w in dict.fromkeys((resolve_weights(weights), DEFAULT_WEIGHTS)):
         if w.is_file() and identity_of(w) == identity:

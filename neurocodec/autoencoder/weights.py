@@ -5,6 +5,11 @@ torch.save and read back with `weights_only=True`, so loading it cannot run
 code. It holds the float transforms, the integer hyper-synthesis, the integer
 tables and the integer gains. Its identity is the first 8 bytes of the
 SHA-256 of the file; every .nic file records the identity it needs.
+
+Retired weights keep only what decoding reads (`strip_for_decoding`: the
+synthesis g_s, the integer networks, tables and gains), about a third of the
+file, and carry the identity of the file they came from; the SHA256SUMS
+beside them vouches for them (`modelfiles`). They decode and never encode.
 """
 
 from __future__ import annotations
@@ -16,17 +21,30 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_atomic
+from ..atomic import save_atomic, write_atomic
 from ..entropy.intnet import IntContext, IntHyperSynthesis, quantize_context, quantize_hyper_synthesis
 from ..entropy.tables import TableSet, gaussian_tables, scale_thresholds, z_tables
 from ..errors import NicError
 from .gains import GAIN_FRAC_BITS
 from .latent_codecs import ExactY, FactorizedZ, HyperpriorY
-from .model import NicModel
-from .modelfiles import find_model, identity_of, resolve_weights
+from .model import DECODER_MODULES, NicModel
+from .modelfiles import (
+    SUMS_NAME,
+    find_model,
+    identity_of,
+    is_listed,
+    listed_sums,
+    resolve_weights,
+    retired_path,
+    sha256_of,
+    sums_stamp,
+    sums_text,
+)
 
 FORMAT_TAG = "neurocodec-weights"
 FORMAT_VERSION = 1
+# What a decoder reads of a weights file, beside the synthesis' state (`strip_for_decoding`).
+DECODING_KEYS = ("format", "version", "config", "hyper", "context", "y_tables", "z_tables", "thresholds", "gains")
 
 
 @dataclass
@@ -39,6 +57,7 @@ class Weights:
     gains: torch.Tensor  # int64 (levels, m), Q16
     identity: bytes  # 8 bytes
     progress: dict
+    decoder_only: bool = False  # retired weights: the synthesis and the exact parts alone
 
 
 def weights_for(identity: bytes, weights: str | os.PathLike | None = None) -> Weights:
@@ -52,14 +71,56 @@ def weights_for(identity: bytes, weights: str | os.PathLike | None = None) -> We
     if not current.is_file():
         raise NicError(f"weights file not found: {current}")
     found = find_model(identity, weights)
+    why = ""
     if found is not None:
         w = load_weights(found)
         if w.identity == identity:
             return w
+        if w.decoder_only:
+            why = f"; {found} is a decoder that the {SUMS_NAME} beside it does not vouch for"
     raise NicError(
         f"file needs model {identity.hex()}, which is not here (the weights in use are "
-        f"{identity_of(current).hex()}, {current}); decode it with the neurocodec version that wrote it"
+        f"{identity_of(current).hex()}, {current}{why}); decode it with the neurocodec version that wrote it"
     )
+
+
+def strip_for_decoding(src: str | Path, dest: str | Path) -> Path:
+    """Write the decoder of the weights `src` to `dest` (may be `src`) and list it in the SHA256SUMS there.
+
+    Retired weights serve only old files, and decoding reads only the
+    synthesis and the exact parts; the analysis, the hyper-analysis, the float
+    copies of the integer networks and training's state are a good two thirds
+    of the bytes, which every checkout and wheel would carry. The file keeps
+    the identity of `src` (its hash no longer gives it) and the SHA-256 of `src`.
+    """
+    src, dest = Path(src), Path(dest)
+    obj = _read(src)
+    if obj.get("decoder_only"):
+        raise NicError(f"{src} holds a decoder only already")
+    stripped = {k: obj[k] for k in DECODING_KEYS if k in obj}
+    prefixes = tuple(f"{name}." for name in DECODER_MODULES)
+    stripped["state"] = {k: v.clone() for k, v in obj["state"].items() if k.startswith(prefixes)}
+    stripped["progress"] = dict(obj["progress"])
+    stripped.update(decoder_only=True, identity=identity_of(src).hex(), source_sha256=sha256_of(src))
+    save_atomic(stripped, dest)
+    listed = {**listed_sums(dest.parent), dest.name: sha256_of(dest)}
+    write_atomic(dest.parent / SUMS_NAME, sums_text(listed).encode())
+    return dest
+
+
+def retire_weights(weights: str | Path) -> Path:
+    """Keep the decoder of `weights` as retired/<identity>.pt beside them, before they are replaced.
+
+    A future export retires the shipped weights this way, and the new entry
+    of retired/SHA256SUMS is committed with the file. Returns the retired path.
+    """
+    weights = Path(weights)
+    identity = identity_of(weights)
+    dest = retired_path(weights, identity)
+    if not (dest.is_file() and (identity_of(dest) == identity or is_listed(dest))):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        strip_for_decoding(weights, dest)
+    return dest
 
 
 @torch.no_grad()
@@ -136,6 +197,8 @@ def load_float_model(path: str | Path) -> tuple[NicModel, dict]:
     resumes the top levels' gains instead of guessing them again.
     """
     obj = _read(Path(path))
+    if obj.get("decoder_only"):
+        raise NicError(f"{path} holds only a decoder (retired weights, kept so old files decode): it cannot be trained")
     model = NicModel.from_state(obj["config"], obj["state"])
     ladder = obj.get("training_ladder")
     if ladder is not None:
@@ -153,13 +216,17 @@ def load_weights(path: str | os.PathLike | None = None) -> Weights:
     except OSError:
         _read(path)  # raises the one-line error
         raise
-    return _load(path, st.st_mtime_ns, st.st_size)
+    return _load(path, st.st_mtime_ns, st.st_size, sums_stamp(path.parent))
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, mtime_ns: int, size: int) -> Weights:
+def _load(path: Path, mtime_ns: int, size: int, sums: tuple[int, int] | None) -> Weights:
     obj = _read(path)
-    model = NicModel.from_state(obj["config"], obj["state"]).eval()
+    decoder_only = bool(obj.get("decoder_only"))
+    if decoder_only:
+        model = NicModel.decoder_from_state(obj["config"], obj["state"]).eval()
+    else:
+        model = NicModel.from_state(obj["config"], obj["state"]).eval()
     exact = ExactY(
         hyper=IntHyperSynthesis.from_list(obj["hyper"]),
         context=IntContext.from_dict(obj["context"]) if "context" in obj else None,
@@ -171,6 +238,19 @@ def _load(path: Path, mtime_ns: int, size: int) -> Weights:
         z=FactorizedZ(model.z_density, TableSet.from_dict(obj["z_tables"])),
         y=HyperpriorY(model.h_s, model.context, exact),
         gains=obj["gains"].to(torch.int64),
-        identity=identity_of(path),
+        identity=_decoder_identity(path, obj) if decoder_only else identity_of(path),
         progress=dict(obj["progress"]),
+        decoder_only=decoder_only,
     )
+
+
+def _decoder_identity(path: Path, obj: dict) -> bytes:
+    """The model a decoder-only file stands for: the one it names, if its name and SHA256SUMS agree.
+
+    Otherwise its own hash, which no encoder ever wrote into a file (these
+    weights cannot encode), so a stray, edited or renamed copy decodes nothing.
+    """
+    claimed = obj.get("identity")
+    if isinstance(claimed, str) and claimed == path.stem and is_listed(path):
+        return bytes.fromhex(claimed)
+    return identity_of(path)

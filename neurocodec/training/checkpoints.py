@@ -1,10 +1,15 @@
-"""Where training resumes from: the local checkpoint, the shipped weights or the committed candidate.
+"""Where training resumes from: the local checkpoint, the shipped weights or a committed candidate.
 
 A checkpoint is a plain dict read with `weights_only=True`: the float model's
 configuration and state, Adam's state (for the parameters `NicModel.trainable`
 gave the run that wrote it, whole-model or encoder-only), and the progress counters.
 It is one file, or (`save_checkpoint(part_mib=)`) parts of a few MiB each and
 a list of them, for a machine that returns files up to a size only.
+
+A candidate (`DEFAULT_CANDIDATE`, written by `export --candidate`) is
+optional: where there is none, training starts from the shipped weights. The
+tree holds none at present; session 7's (weights/TRAINING.md) is in git
+history: `git show d779ac7:weights/candidate.pt > weights/candidate.pt`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ..autoencoder.weights import load_float_model
 from ..errors import NicError
 from . import growth
 
-DEFAULT_CANDIDATE = "weights/candidate.pt"
+DEFAULT_CANDIDATE = "weights/candidate.pt"  # where export --candidate writes one; skipped while absent
 
 
 def _parts_list(path: Path) -> Path:
@@ -104,7 +109,7 @@ def trained_pixels(path: Path) -> float:
 
 
 def _candidate_leads(candidate: Path | None, shipped: Path) -> bool:
-    """Whether the committed candidate has trained longer than the shipped weights (or is all there is)."""
+    """Whether a committed candidate has trained longer than the shipped weights (or is all there is; False: none)."""
     if candidate is None or not candidate.exists():
         return False
     return not shipped.exists() or trained_pixels(candidate) > trained_pixels(shipped)

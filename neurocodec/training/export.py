@@ -8,7 +8,10 @@ ones do not yet beat JPEG (benchmarks/compare_weights.py says which).
 `--candidate` instead writes a model that does not beat the shipped one yet as
 weights/candidate.pt (the float model alone) to be committed, so the next
 training run continues it rather than starting over; shipping removes a
-candidate that the shipped weights have overtaken.
+candidate that the shipped weights have overtaken. The weights replaced are
+kept for decoding alone (`weights.retire_weights`): their decoder goes to
+weights/retired/<model>.pt and its SHA-256 into weights/retired/SHA256SUMS,
+both to be committed with the new weights.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import click
 import numpy as np
 import torch
 
-from ..autoencoder.modelfiles import retire_weights
-from ..autoencoder.weights import export_weights
+from ..autoencoder.modelfiles import SUMS_NAME
+from ..autoencoder.weights import export_weights, retire_weights
 from ..errors import NicError
 from .checkpoints import DEFAULT_CANDIDATE, on_default_ladder, read_checkpoint, save_candidate, trained_pixels
 from .data import ImageCache
@@ -35,7 +38,8 @@ from .data import ImageCache
     "--retire/--no-retire",
     default=True,
     show_default=True,
-    help="Keep the weights being replaced as retired/<model>.pt next to --out, so files made with them still decode.",
+    help="Keep the decoder of the weights being replaced as retired/<model>.pt next to --out (listed in "
+    f"retired/{SUMS_NAME}), so files made with them still decode.",
 )
 @click.option(
     "--candidate",
@@ -64,7 +68,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
     calib = ImageCache(data).crops(16, 256, np.random.default_rng(0))
     if retire and Path(out).exists():
         old = retire_weights(out)
-        click.echo(f"kept the weights it replaces as {old}")
+        click.echo(f"kept the decoder of the weights it replaces as {old}; commit it with {old.parent / SUMS_NAME}")
     export_weights(model, out, progress, calib, training_ladder=trained)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
     if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:

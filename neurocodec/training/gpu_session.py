@@ -1,6 +1,6 @@
 """A lent GPU's minutes in one command: resume, train, checkpoint often, be done before the lease is.
 
-    python -m neurocodec.training.gpu_session --minutes 9 --out $OUT/ckpt
+    python -m neurocodec.training.gpu_session --minutes 9 --out $OUT/ckpt --data .gpu/train
 
 It is the training loop (`loop`) with the settings measured fastest on a GPU
 (crops, flips and quality levels drawn on the device from photos decoded once
@@ -12,7 +12,9 @@ and `python -m neurocodec.training.export --ckpt OUT/ckpt.pt` read them, or
 counts from the start of the process, so interpreter start, decoding and
 compilation are inside it, and the last checkpoint is written before it
 runs out. It resumes the checkpoint in --out if there is one, else the
-shipped weights. Every other option goes to the loop as it is (see
+shipped weights. The training photos and the constriction wheel do not travel
+with the checkout: `benchmarks/gpu_payload.py` puts a subset that fits in
+.gpu/train and the wheel in .whl/, to be carried (README, Training). Every other option goes to the loop as it is (see
 `python -m neurocodec.training --help`), after these defaults, so it wins:
 on the CPU, `--device cpu --steps 3 --images 4 --crop 64 --batch 2` is a
 smoke test of the same code.

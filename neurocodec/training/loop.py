@@ -3,8 +3,8 @@
     python -m neurocodec.training --data ../shared/data/train --valid ../shared/data/valid
 
 It resumes from the local checkpoint (with optimizer state) if there is one,
-otherwise from the shipped weights or, when it has trained longer, the
-committed candidate (weights/candidate.pt), so training never starts over.
+otherwise from the shipped weights or, when there is one and it has trained
+longer, a committed candidate (weights/candidate.pt), so training never starts over.
 `--export` writes the shipped weights (with their integer tables) at every
 checkpoint. Under torchrun it trains on every GPU of every node with
 DistributedDataParallel (`distributed`):
