@@ -47,6 +47,7 @@ import torch
 from neurocodec.autoencoder.codec import Analysis, analyse, synthesis_tiled
 from neurocodec.autoencoder.gains import GAIN_FRAC_BITS, gains_for
 from neurocodec.autoencoder.latent_codecs import HyperpriorY, Section, anchor_mask, gained_mean
+from neurocodec.entropy.coder import zigzag_varints
 from neurocodec.entropy.densities import SCALE_MIN, gaussian_likelihood
 from neurocodec.entropy.intnet import OUT_FRAC_BITS
 from neurocodec.entropy.tables import COUNT_BITS, SCALE_FRAC_BITS, gaussian_tables, scale_table
@@ -96,17 +97,6 @@ class Split:
         return out
 
 
-def _zigzag(values: list[int]) -> bytes:
-    out = bytearray()
-    for v in values:
-        u = (v << 1) if v >= 0 else ((-v << 1) - 1)
-        while u >= 0x80:
-            out.append((u & 0x7F) | 0x80)
-            u >>= 7
-        out.append(u)
-    return bytes(out)
-
-
 def replay(sections: list[Section]) -> tuple[bytes, bytes, list[int], list[int], list[int], list[float], int]:
     """The pushes of `entropy.coder.encode_sections`, with the stack's size after each section.
 
@@ -148,8 +138,8 @@ def replay(sections: list[Section]) -> tuple[bytes, bytes, list[int], list[int],
     stream = [after[k] - after[k + 1] for k in range(len(sections))]
     pad = int(coder.num_bits()) - after[0]
     ans = coder.get_compressed().astype("<u4").tobytes()
-    overflow = b"".join(_zigzag(b) for b in over)
-    over_bits = [8 * len(_zigzag(b)) for b in over]
+    overflow = b"".join(zigzag_varints(b) for b in over)
+    over_bits = [8 * len(zigzag_varints(b)) for b in over]
     return ans, overflow, stream, over_bits, escapes, ideal, pad
 
 

@@ -42,12 +42,20 @@ VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
 REFERENCES = ("jpeg", "webp", "avif", "nic-e0", "nic-e3")
 
 
-def centre_crop(path: Path, size: int) -> Image.Image:
+def crop_key(text: str) -> int | str:
+    """'256' -> 256 (a square), '768x512' stays a string: the key results are filed under."""
+    return text if "x" in text else int(text)
+
+
+def centre_crop(path: Path, crop: int | str) -> Image.Image:
+    cw, ch = (int(v) for v in crop.split("x")) if isinstance(crop, str) else (crop, crop)
     with Image.open(path) as im:
         im = im.convert("RGB")
         w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        return im.crop((left, top, left + size, top + size))
+        if h > w:  # an upright photo: an upright crop
+            cw, ch = ch, cw
+        left, top = (w - cw) // 2, (h - ch) // 2
+        return im.crop((left, top, left + cw, top + ch))
 
 
 def reference_curve(codec: str, image: Image.Image) -> list[tuple[float, float]]:
@@ -81,12 +89,12 @@ def append(row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def report(rows: list[dict], crop: int) -> str:
+def report(rows: list[dict], crop: int | str) -> str:
     refs = {(r["image"], r["codec"]): r["curve"] for r in rows if r["kind"] == "reference" and r["crop"] == crop}
     fits = [r for r in rows if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE]
     lines = [
         (
-            f"Recipe `{RECIPE}`, {crop}x{crop} centre crops. Rate vs each reference at equal RGB PSNR "
+            f"Recipe `{RECIPE}`, {crop} centre crops. Rate vs each reference at equal RGB PSNR "
             "(geometric mean over the points; negative = fewer bits than it)."
         ),
         "",
@@ -126,22 +134,39 @@ def report(rows: list[dict], crop: int) -> str:
 @click.command()
 @click.argument("images", nargs=-1)
 @click.option("--photos", default=4, show_default=True, help="Without IMAGES: the first N validation photos.")
-@click.option("--crop", default=256, show_default=True)
+@click.option("--crop", default="256", show_default=True, help="Centre crop: N (square) or WxH.")
+@click.option("--references", default=",".join(REFERENCES), show_default=True, help="Reference curves to measure.")
 @click.option("--lambdas", default="0.01,0.003,0.001,0.0003", show_default=True)
 @click.option("--budgets", default="1000,3000,10000", show_default=True, help="Iteration budgets, cheapest first.")
 @click.option("--threads", default=2, show_default=True)
+@click.option(
+    "--shard",
+    default="0/1",
+    show_default=True,
+    help="I/N: this worker runs every N-th fit from the I-th (run N workers of 1 thread on N cores).",
+)
 @click.option("--report", "only_report", is_flag=True, help="Only print the report of what is in the results file.")
 def main(
-    images: tuple[str, ...], photos: int, crop: int, lambdas: str, budgets: str, threads: int, only_report: bool
+    images: tuple[str, ...],
+    photos: int,
+    crop: str,
+    references: str,
+    lambdas: str,
+    budgets: str,
+    threads: int,
+    shard: str,
+    only_report: bool,
 ) -> None:
+    """Fit what the results file lacks (cheapest budget first), then print the report."""
     torch.set_num_threads(threads)
     paths = [Path(p) for p in images] or sorted(VALID.glob("*.png"))[:photos]
     rows = load()
+    crop = crop_key(crop)
     if not only_report:
         crops = {p.stem: centre_crop(p, crop) for p in paths}
         done_refs = {(r["image"], r["codec"]) for r in rows if r["kind"] == "reference" and r["crop"] == crop}
         for name, im in crops.items():
-            for codec in REFERENCES:
+            for codec in references.split(","):
                 if (name, codec) not in done_refs:
                     row = {"kind": "reference", "image": name, "crop": crop, "codec": codec}
                     row["curve"] = reference_curve(codec, im)
@@ -152,22 +177,28 @@ def main(
             for r in rows
             if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE
         }
-        for its in (int(v) for v in budgets.split(",")):
-            for name, im in crops.items():
-                x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-                for lam in (float(v) for v in lambdas.split(",")):
-                    if (name, lam, its) in done:
-                        continue
-                    r = fit(x, lam, its)
-                    row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
-                    row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
-                    append(row)
-                    rows.append(row)
-                    print(
-                        f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB "
-                        f"{r['ms_per_iteration']:.0f} ms/it",
-                        flush=True,
-                    )
+        mine, workers = (int(v) for v in shard.split("/"))
+        jobs = [
+            (its, name, lam)
+            for its in (int(v) for v in budgets.split(","))
+            for name in crops
+            for lam in (float(v) for v in lambdas.split(","))
+        ]
+        for its, name, lam in jobs[mine::workers]:
+            if (name, lam, its) in done:
+                continue
+            im = crops[name]
+            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            r = fit(x, lam, its)
+            row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
+            row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
+            append(row)
+            rows.append(row)
+            print(
+                f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB "
+                f"{r['ms_per_iteration']:.0f} ms/it",
+                flush=True,
+            )
     print(report(rows, crop))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurocodec.entropy.coder import MAX_SYMBOL, SectionDecoder, _read_varints, _zigzag_varints, encode_sections
+from neurocodec.entropy.coder import MAX_SYMBOL, SectionDecoder, _read_varints, encode_sections, zigzag_varints
 from neurocodec.entropy.tables import gaussian_tables, scale_thresholds, to_counts
 from neurocodec.errors import NicError
 
@@ -45,11 +45,11 @@ def test_wrong_tables_are_detected():
 
 def test_varints_round_trip_and_bound():
     values = [0, 1, -1, 63, -64, MAX_SYMBOL, -MAX_SYMBOL, 12345, -(2**20) - 3]
-    assert _read_varints(_zigzag_varints(values)) == values
+    assert _read_varints(zigzag_varints(values)) == values
     with pytest.raises(NicError):
         _read_varints(b"\x80")
     with pytest.raises(NicError, match="bad overflow"):
-        _read_varints(_zigzag_varints([MAX_SYMBOL + 1]))
+        _read_varints(zigzag_varints([MAX_SYMBOL + 1]))
 
 
 def test_tables_are_normalised_and_thresholds_sorted():

@@ -32,7 +32,7 @@ def _groups(idx: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return sorted_idx[starts], np.split(order, cuts) if len(order) else []
 
 
-def _zigzag_varints(values: list[int]) -> bytes:
+def zigzag_varints(values: list[int]) -> bytes:
     out = bytearray()
     for v in values:
         u = (v << 1) if v >= 0 else ((-v << 1) - 1)
@@ -85,7 +85,7 @@ def encode_sections(sections: list[tuple[np.ndarray, np.ndarray, TableSet]]) -> 
     for tables, k, local in reversed(pushes):
         coder.encode_reverse(local, _model(tables, k))
     words = coder.get_compressed().astype("<u4")
-    return words.tobytes(), _zigzag_varints(overflow)
+    return words.tobytes(), zigzag_varints(overflow)
 
 
 class SectionDecoder:
