@@ -99,14 +99,15 @@ def _reaches(name: str) -> set[str]:
     return seen
 
 
-FOLDERS = ("entropy", "autoencoder", "cli", "bench", "training")
+FOLDERS = ("entropy", "autoencoder", "fitted", "cli", "bench", "training")
 FACE = {"neurocodec", "neurocodec.__main__", "neurocodec.pil_plugin"}
 # Which groups each group may import (itself always): the layers, bottom to top.
 ALLOWED = {
     "base": set(),  # errors, settings, format, imageio, ratecontrol, ...: the shared ground floor
     "entropy": {"base"},  # exact coding, for every codec family
     "autoencoder": {"base", "entropy"},  # a codec family: knows nothing of its users
-    "api": {"base", "entropy", "autoencoder"},
+    "fitted": {"base", "entropy"},  # the other family (per-image fitted): nor of the autoencoder
+    "api": {"base", "entropy", "autoencoder", "fitted"},
     "face": {"base", "api", "cli"},  # import neurocodec, the Pillow plugin, python -m neurocodec
     "training": {"base", "entropy", "autoencoder"},
     "bench": {"base", "face", "api", "autoencoder"},
