@@ -38,7 +38,10 @@ from PIL import Image
 from torch import Tensor, nn
 
 # What `fit` does with its defaults, for results files: change it whenever the defaults change.
-RECIPE = "c3x-soft-1: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, last 10% hard"
+RECIPE = (
+    "c3x-soft-2: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
+    "last 10% hard, latents frozen, networks at 1e-3 cosine"
+)
 LEVELS = 7
 GAIN = 16.0  # latents are fitted at 1/GAIN scale (Cool-chic's encoder gain): Adam's steps stay small
 # Causal neighbours of the same level, nearest first: (row, column) offsets.
@@ -193,7 +196,7 @@ def fit(
     log_every: int = 0,
     proxy: str = "soft",
     widths: tuple[int, int] = (16, 16),
-    hard_lr: float = 1e-4,
+    hard_lr: float = 1e-3,
     hard_fraction: float = 0.1,
     bf16: bool = False,
     compiled: bool = False,
@@ -202,7 +205,8 @@ def fit(
     torch.manual_seed(0)
     h, w = x.shape[2], x.shape[3]
     model = Fitted(h, w, *widths)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    nets = [p for m in (model.arm, model.up, model.syn) for p in m.parameters()]
+    opt = torch.optim.Adam([{"params": list(model.latents)}, {"params": nets}], lr=1e-2)
     # Soft rounding ends with true rounding (c3x: 1,500 of 100,000 iterations), networks only at lr 1e-4.
     main = iterations if proxy == "noise" else iterations - min(1500, int(iterations * hard_fraction))
 
@@ -214,13 +218,23 @@ def fit(
 
     step = torch.compile(objective) if compiled else objective
     start = time.perf_counter()
+    soft_phase = (math.nan, math.nan)  # the rate estimate at the end of the soft phase, and the true one then
+    bits = torch.zeros(())
     for it in range(iterations):
         hard = it >= main
         frac = min(it / max(main, 1), 1.0)
         t = 0.3 - 0.2 * frac  # soft rounding 0.3 -> 0.1 (Cool-chic 4.2)
         noise = 0.25 - 0.15 * frac  # noise 0.25 -> 0.1
-        lr = hard_lr if hard else 1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac))
-        for g in opt.param_groups:
+        if hard:  # the latents stay as rounded; the networks learn them as they are, hard_lr cosine to 1/10
+            tail = (it - main) / max(iterations - main, 1)
+            lrs = (0.0, hard_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail))))
+            if it == main:
+                with torch.no_grad():
+                    _, estimate = model(0.1, 0.0, hard=True)
+                soft_phase = (float(bits.detach()) / (h * w), float(estimate) / (h * w))
+        else:
+            lrs = (1e-5 + (1e-2 - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac)),) * 2
+        for g, lr in zip(opt.param_groups, lrs, strict=True):
             g["lr"] = lr
         loss, bits, mse = step(torch.tensor(t), torch.tensor(noise), hard)
         opt.zero_grad(set_to_none=True)
@@ -240,6 +254,8 @@ def fit(
         "psnr": 10 * math.log10(1 / mse),
         "seconds": seconds,
         "ms_per_iteration": 1000 * seconds / iterations,
+        "soft_estimate_bpp": soft_phase[0],
+        "rounded_bpp_after_soft": soft_phase[1],
     }
 
 
@@ -277,7 +293,7 @@ def reference_rate(codec: str, image: Image.Image, target: float) -> float:
 @click.option("--arm-width", default=16, show_default=True, help="Hidden width of the context model.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast for the networks (rates stay float32).")
 @click.option("--compile", "compiled", is_flag=True, help="torch.compile the loss.")
-@click.option("--hard-lr", default=1e-4, show_default=True, help="Learning rate of the last, truly rounded phase.")
+@click.option("--hard-lr", default=1e-3, show_default=True, help="Learning rate of the last, truly rounded phase.")
 @click.option("--hard-fraction", default=0.1, show_default=True, help="Share of the iterations truly rounded (soft).")
 @click.option("--syn-width", default=16, show_default=True, help="Hidden width of the synthesis' 1x1 layer.")
 def main(
@@ -314,6 +330,11 @@ def main(
             print(
                 f"| {Path(path).stem} | {lam:g} | {r['bpp']:.3f} ({r['latent_bpp']:.3f} + {r['net_bpp']:.3f}) | "
                 f"{r['psnr']:.2f} | {r['ms_per_iteration']:.0f} | {cells} |",
+                flush=True,
+            )
+            print(
+                f"  end of the soft phase: estimate {r['soft_estimate_bpp']:.3f} bpp, truly rounded "
+                f"{r['rounded_bpp_after_soft']:.3f}; after the hard phase {r['latent_bpp']:.3f}",
                 flush=True,
             )
 
