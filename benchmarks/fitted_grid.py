@@ -164,8 +164,9 @@ def main(
     crop = crop_key(crop)
     if not only_report:
         crops = {p.stem: centre_crop(p, crop) for p in paths}
+        mine, workers = (int(v) for v in shard.split("/"))
         done_refs = {(r["image"], r["codec"]) for r in rows if r["kind"] == "reference" and r["crop"] == crop}
-        for name, im in crops.items():
+        for name, im in crops.items() if mine == 0 else ():  # worker 0 measures the references
             for codec in references.split(","):
                 if (name, codec) not in done_refs:
                     row = {"kind": "reference", "image": name, "crop": crop, "codec": codec}
@@ -177,7 +178,6 @@ def main(
             for r in rows
             if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE
         }
-        mine, workers = (int(v) for v in shard.split("/"))
         jobs = [
             (its, name, lam)
             for its in (int(v) for v in budgets.split(","))
