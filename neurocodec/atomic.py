@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -17,18 +20,29 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, then rename it into place."""
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A file to write that takes the place of `path` once the block ends (removed if it raises).
+
+    It is a temporary file of a name no other process or machine picks
+    (mkstemp, in the folder of `path`, so the rename stays on one disk).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it into place."""
+    with replacing(path) as f:
+        f.write(data)
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import shutil
 import struct
 import zlib
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +17,25 @@ from PIL import Image
 
 import neurocodec
 from neurocodec.api import decode_symbols
+from neurocodec.autoencoder import modelfiles
 from neurocodec.autoencoder.gains import gains_for
 from neurocodec.autoencoder.modelfiles import (
     DEFAULT_WEIGHTS,
     RETIRED_DIR,
     SUMS_NAME,
+    availability,
+    find_model,
     listed_sums,
+    model_of,
     retired_path,
     sha256_of,
+    sums_text,
 )
 from neurocodec.autoencoder.weights import load_float_model, load_weights, retire_weights, strip_for_decoding
 from neurocodec.errors import NicError
 from neurocodec.format import parse
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (5, 3), (17, 33), (70, 41)])
@@ -118,8 +127,35 @@ def _other_weights(path, note: str = "another model") -> None:
     torch.save(obj, path)
 
 
-def test_files_of_retired_weights_still_decode(tmp_path):
+def test_files_of_retired_weights_of_ones_own_still_decode(tmp_path):
     mine = tmp_path / "nic.pt"  # weights of one's own, not the shipped ones
+    _other_weights(mine, "my model")
+    data = neurocodec.encode(smooth_image(24, 40), quality=40, weights=mine)
+    expected = np.asarray(neurocodec.decode(data, weights=mine))
+    old = retire_weights(mine)  # outside the shipped folder: the whole file, whose hash is its identity
+    assert old == retired_path(mine, parse(data).model_id) and old.read_bytes() == mine.read_bytes()
+    assert retire_weights(mine) == old and not (old.parent / SUMS_NAME).exists()  # once only
+    _other_weights(mine, "my next model")
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=mine)), expected)
+    assert availability(parse(data).model_id, mine) == "retired weights, kept for decoding"
+    old.unlink()
+    with pytest.raises(NicError, match="needs model"):
+        neurocodec.decode(data, weights=mine)
+    # A file that merely carries the right name is not trusted, and nic info says so.
+    _other_weights(old)
+    with pytest.raises(NicError, match=f"needs model.*{old.name} is not that model"):
+        neurocodec.decode(data, weights=mine)
+    assert availability(parse(data).model_id, mine).startswith(f"not available here ({old} is not that model)")
+    # Files of the shipped model still decode while one's own weights are in use.
+    shipped = neurocodec.encode(smooth_image(24, 40), quality=40)
+    assert neurocodec.decode(shipped, weights=mine).size == (40, 24)
+
+
+def test_retired_decoders_are_vouched_for_by_the_shipped_sums_only(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"  # stands for the repository's weights/ folder
+    shipped.mkdir()
+    monkeypatch.setattr(modelfiles, "_shipped_dir", lambda: shipped)
+    mine = shipped / "nic.pt"
     _other_weights(mine, "my model")
     data = neurocodec.encode(smooth_image(24, 40), quality=40, weights=mine)
     expected = np.asarray(neurocodec.decode(data, weights=mine))
@@ -138,6 +174,12 @@ def test_files_of_retired_weights_still_decode(tmp_path):
         load_float_model(old)
     with pytest.raises(NicError, match="only"):
         load_weights(old).model.analysis(torch.zeros(1, 3, 16, 16))
+    # A copy of it decodes wherever it lies, given as the weights to use: its bytes are vouched for.
+    copy = tmp_path / "elsewhere" / "decoder.pt"
+    copy.parent.mkdir()
+    shutil.copy(old, copy)
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=copy)), expected)
+    assert model_of(copy) == parse(data).model_id and availability(parse(data).model_id, copy) == "the current weights"
     # Its bytes must be those SHA256SUMS lists, under its own model's name.
     sums = old.parent / SUMS_NAME
     listed = sums.read_text()
@@ -149,16 +191,26 @@ def test_files_of_retired_weights_still_decode(tmp_path):
     strip_for_decoding(mine, old)  # another model's decoder under this name, listed as it is
     with pytest.raises(NicError, match="needs model"):
         neurocodec.decode(data, weights=mine)
-    old.unlink()
-    with pytest.raises(NicError, match="needs model"):
-        neurocodec.decode(data, weights=mine)
-    # A file that merely carries the right name is not trusted.
-    _other_weights(old)
-    with pytest.raises(NicError, match="needs model"):
-        neurocodec.decode(data, weights=mine)
-    # Files of the shipped model still decode while one's own weights are in use.
-    shipped = neurocodec.encode(smooth_image(24, 40), quality=40)
-    assert neurocodec.decode(shipped, weights=mine).size == (40, 24)
+
+
+def test_a_sums_file_beside_ones_own_weights_vouches_for_nothing(tmp_path):
+    """A crafted retired/<model>.pt and a SHA256SUMS line for it must not pass for a shipped model, nor hide it."""
+    model = "806433ad306e1821"  # a shipped retired model, which has a golden file
+    data = (GOLDEN / f"{model}.nic").read_bytes()
+    genuine = DEFAULT_WEIGHTS.parent / RETIRED_DIR / f"{model}.pt"
+    mine = tmp_path / "nic.pt"
+    _other_weights(mine)
+    crafted = retired_path(mine, bytes.fromhex(model))
+    crafted.parent.mkdir()
+    obj = torch.load(genuine, map_location="cpu", weights_only=True)
+    obj["gains"] = obj["gains"] * 2  # other pixels
+    torch.save(obj, crafted)
+    (crafted.parent / SUMS_NAME).write_text(sums_text({crafted.name: sha256_of(crafted)}))
+    assert find_model(bytes.fromhex(model), mine) == genuine.resolve()
+    assert availability(bytes.fromhex(model), mine) == "retired weights, kept for decoding"
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=mine)), np.asarray(neurocodec.decode(data)))
+    (crafted.parent / SUMS_NAME).unlink()  # unlisted, it does not hide the shipped one either
+    assert np.array_equal(np.asarray(neurocodec.decode(data, weights=mine)), np.asarray(neurocodec.decode(data)))
 
 
 def test_shipped_retired_weights_are_decoders_listed_under_their_names():
@@ -167,7 +219,7 @@ def test_shipped_retired_weights_are_decoders_listed_under_their_names():
     assert paths and set(listed_sums(folder)) == {p.name for p in paths}
     for path in paths:
         w = load_weights(path)
-        assert w.identity.hex() == path.stem and w.decoder_only
+        assert w.identity.hex() == path.stem and w.decoder_only and model_of(path) == w.identity
         assert w.gains.shape[0] >= 6
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ import neurocodec.autoencoder.model as model_module
 from neurocodec.autoencoder.model import ModelConfig, NicModel
 from neurocodec.training import distributed
 from neurocodec.training.checkpoints import save_candidate
-from neurocodec.training.loop import main, train_step
+from neurocodec.training.loop import SYNC_EVERY, cosine_span, main, past_deadline, rank_seeds, train_step
 
 LR = 1e-3
 
@@ -60,6 +62,44 @@ def _rank(rank: int, port: int, out: str) -> None:
     one_step(model, distributed.wrap(model, ranks), x[mine], level[mine])
     torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
     distributed.stop(ranks)
+
+
+def _span_rank(rank: int, port: int, out: str) -> None:
+    """A rank whose clock and deadline (its own process start, in gpu_session) are off from rank 0's."""
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    torch.set_num_threads(1)
+    ranks = distributed.start(torch.device("cpu"))
+    real = time.time
+    time.time = lambda: real() + 37.0 * rank
+    span = cosine_span(ranks, 60.0, real() + 600.0 + 11.0 * rank, 5.0)
+    (Path(out) / f"span{rank}.json").write_text(json.dumps(span))
+    distributed.stop(ranks)
+
+
+def test_every_rank_follows_rank_0s_learning_rate_schedule(tmp_path):
+    mp.spawn(_span_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    spans = [json.loads((tmp_path / f"span{r}.json").read_text()) for r in (0, 1)]
+    assert spans[0] == spans[1]
+    assert 500 < spans[0][1] < 600  # the deadline's, not --minutes'
+
+
+def test_the_deadline_leaves_room_for_the_steps_until_the_ranks_look_again():
+    """Ranks agree on stopping every SYNC_EVERY steps: all of them, and one more, must fit before the checkpoint."""
+    step, ckpt = 3.0, 20.0
+    room = 10.0 + 2 * ckpt  # DEADLINE_RESERVE_S and the checkpoint written twice over
+    assert not past_deadline(0.0, room + 2 * step, ckpt, step, sync_every=1)  # alone: every step checks
+    assert past_deadline(0.0, room + 2.5 * step, ckpt, step, sync_every=SYNC_EVERY)
+    assert past_deadline(0.0, room + (SYNC_EVERY + 0.5) * step, ckpt, step, sync_every=SYNC_EVERY)
+    assert not past_deadline(0.0, room + (SYNC_EVERY + 1.5) * step, ckpt, step, sync_every=SYNC_EVERY)
+
+
+def test_each_rank_and_each_generator_gets_a_seed_of_its_own():
+    seeds = [s for rank in range(4) for s in rank_seeds(7, rank)[1:]]  # torch's global ones and the device's
+    assert len(set(seeds)) == len(seeds)
+    assert len({rank_seeds(7, rank)[0] for rank in range(4)}) == 4  # numpy's crops
+    assert rank_seeds(7, 1) == rank_seeds(7, 1)
 
 
 def free_port() -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,8 @@ from PIL import Image
 
 from neurocodec.autoencoder.model import DEFAULT_LAMBDAS, ModelConfig, NicModel
 from neurocodec.errors import NicError
-from neurocodec.training import gpu_session
-from neurocodec.training.checkpoints import read_checkpoint, save_checkpoint
+from neurocodec.training import checkpoints, gpu_session, loop
+from neurocodec.training.checkpoints import read_checkpoint, save_candidate, save_checkpoint
 from neurocodec.training.data import DeviceImages, ImageCache
 
 
@@ -78,6 +81,8 @@ def test_a_checkpoint_in_parts_reads_back_whole_and_a_broken_one_says_so(tmp_pat
 
 def test_the_gpu_session_on_the_cpu_checkpoints_in_out_and_resumes(photos, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the decoded photos' cache goes to .cache here
+    # --minutes counts from the process's start, here pytest's: from now instead, however late the test runs.
+    monkeypatch.setattr(gpu_session, "process_start", time.time)
     out = tmp_path / "out" / "ckpt"
     smoke = ["--device", "cpu", "--images", "4", "--crop", "32", "--batch", "2", "--threads", "2"]
     smoke += ["--data", str(photos), "--weights", str(ROOT / "weights" / "nic.pt"), "--log-every", "0"]
@@ -109,3 +114,152 @@ def test_the_gpu_session_stops_before_its_deadline(photos, tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     assert read_checkpoint(out / "ckpt.pt")[2]["step"] == 0
     assert read_checkpoint(out / "ckpt.pt")[2]["pixels"] == 0
+
+
+def tiny() -> NicModel:
+    torch.manual_seed(0)
+    return NicModel(ModelConfig(n=8, m=12, nz=6, nh=10, n_deep=8, lambdas=DEFAULT_LAMBDAS))
+
+
+def _state(step: int) -> dict:
+    model = tiny()
+    return {"config": model.cfg.to_dict(), "state": model.state_dict(), "progress": {"step": step, "pixels": 0}}
+
+
+class Crash(Exception):
+    """The machine stops here."""
+
+
+class CrashingDisk:
+    """Writes and removals that fail at the n-th one, as a crash there would leave the folder."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, crash_at: int, commits: set[str]) -> None:
+        self.crash_at, self.commits, self.ops, self.committed = crash_at, commits, 0, False
+        real_write, real_unlink = checkpoints.write_atomic, Path.unlink
+
+        def write(path: Path, data: bytes) -> None:
+            self.op(real_write, path, data)
+            self.committed |= Path(path).name in self.commits
+
+        monkeypatch.setattr(checkpoints, "write_atomic", write)
+        monkeypatch.setattr(checkpoints, "save_atomic", lambda obj, path: write(path, _bytes(obj)))
+        monkeypatch.setattr(Path, "unlink", lambda p, missing_ok=False: self.op(real_unlink, p, missing_ok))
+
+    def op(self, fn, *args) -> None:
+        self.ops += 1
+        if self.ops == self.crash_at:
+            raise Crash
+        fn(*args)
+
+
+def _bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("before,now", [(None, 0.01), (0.01, None), (0.01, 0.01), (None, None)])
+def test_a_crash_at_any_point_of_a_checkpoint_leaves_the_old_one_or_the_new_one(tmp_path, monkeypatch, before, now):
+    """The crash comes at each write or removal in turn: what reads back is the old checkpoint until the new
+    one's whole file or list is in place, and the new one from then on (part_mib None: a whole file)."""
+    path = tmp_path / "ckpt.pt"
+    for crash_at in range(1, 200):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        save_checkpoint(_state(1), path, before)
+        disk = CrashingDisk(monkeypatch, crash_at, {"ckpt.pt" if now is None else "ckpt.pt.parts"})
+        try:
+            save_checkpoint(_state(2), path, now)
+        except Crash:
+            pass
+        monkeypatch.undo()
+        assert read_checkpoint(path)[2]["step"] == (2 if disk.committed else 1), crash_at
+        if disk.ops < crash_at:  # it ran to the end
+            break
+    assert crash_at > 1 and disk.ops < crash_at
+    names = (
+        ["ckpt.pt"]
+        if now is None
+        else ["ckpt.pt.parts", *json.loads(path.with_name("ckpt.pt.parts").read_text())["parts"]]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_a_whole_checkpoint_older_than_the_parts_list_is_not_resumed(tmp_path):
+    """A crash between writing the list and removing the old whole file left both: the list is the newer."""
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(_state(1), path)
+    old = path.read_bytes()
+    save_checkpoint(_state(2), path, 0.01)
+    path.write_bytes(old)  # as the crash left it
+    listed = (tmp_path / "ckpt.pt.parts").stat().st_mtime_ns
+    os.utime(path, ns=(listed - 10**9, listed - 10**9))
+    assert read_checkpoint(path)[2]["step"] == 2
+    os.utime(path, ns=(listed + 10**9, listed + 10**9))  # a whole file written after the list: the whole one
+    assert read_checkpoint(path)[2]["step"] == 1
+
+
+def test_a_cache_built_on_two_machines_at_once_never_shares_a_temporary_file(photos, tmp_path, monkeypatch):
+    """Two nodes on one shared disk may run the same process id: their temporary names must differ anyway."""
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    written = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (written.append((Path(src), Path(dst))), real(src, dst)))
+    for machine in ("a", "b"):  # two caches, as two machines would see one folder
+        ImageCache(photos, tmp_path / "cache" / machine, limit=2)
+    assert len(written) == 4 and len({src.name for src, _ in written}) == 4
+    assert all(src.parent == dst.parent for src, dst in written)  # in the cache folder itself: one disk
+    assert ImageCache(photos, tmp_path / "cache" / "a", limit=2).image(1).shape == (48, 40, 3)
+
+
+def _one_line_error(output: str) -> str:
+    """The error of a command that failed as it should: one line, no traceback."""
+    lines = [line for line in output.splitlines() if not line.startswith("gpu_session: python -m")]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in output, output
+    return lines[0]
+
+
+def test_a_checkpoint_that_cannot_be_resumed_is_one_line(photos, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gpu_session, "process_start", time.time)
+    out = tmp_path / "out"
+    save_checkpoint(_state(1), out / "ckpt.pt", part_mib=0.01)
+    listed = json.loads((out / "ckpt.pt.parts").read_text())["parts"]
+    (out / listed[1]).unlink()
+    args = ["--minutes", "5", "--out", str(out), "--device", "cpu", "--data", str(photos), "--steps", "1"]
+    r = CliRunner().invoke(gpu_session.main, args)
+    assert r.exit_code != 0 and isinstance(r.exception, SystemExit)
+    assert f"missing or unreadable: No such file or directory: {listed[1]}" in _one_line_error(r.output)
+    (out / "ckpt.pt.parts").write_text("{not json")
+    r = CliRunner().invoke(gpu_session.main, args)
+    assert r.exit_code != 0 and "not a list of checkpoint parts" in _one_line_error(r.output)
+    # Retired weights hold a decoder alone: training from them says so.
+    retired = next((ROOT / "weights" / "retired").glob("*.pt"))
+    args = ["--data", str(photos), "--valid", "", "--candidate", "", "--ckpt", str(tmp_path / "none.pt")]
+    r = CliRunner().invoke(loop.main, [*args, "--weights", str(retired), "--device", "cpu", "--steps", "1"])
+    assert r.exit_code != 0 and "only a decoder" in _one_line_error(r.output)
+
+
+def test_adams_moments_take_the_layout_of_their_parameters_on_resume(photos, tmp_path, monkeypatch):
+    """Moments saved by a --no-channels-last run (or grown, contiguous) follow their channels_last parameters."""
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "ckpt.pt"
+    save_candidate(tiny(), {"step": 0, "pixels": 0.0}, ckpt)
+    args = ["--data", str(photos), "--valid", "", "--candidate", "", "--weights", str(tmp_path / "none.pt")]
+    args += ["--ckpt", str(ckpt), "--device", "cpu", "--batch", "1", "--crop", "32", "--threads", "1"]
+    for layout, steps in (("--no-channels-last", "1"), ("--channels-last", "0"), ("--no-channels-last", "0")):
+        r = CliRunner().invoke(loop.main, [*args, layout, "--steps", steps])
+        assert r.exit_code == 0, r.output
+        c = torch.load(ckpt, weights_only=True)
+        names = NicModel.from_state(c["config"], c["state"]).trainable_names(False)
+        moments = c["optimizer"]["state"]
+        (group,) = c["optimizer"]["param_groups"]
+        assert len(group["params"]) == len(names) and len(moments) > len(names) // 2
+        four_d = [n for n in names if c["state"][n].dim() == 4]
+        assert four_d and c["state"][four_d[0]].is_contiguous(memory_format=torch.channels_last) == (
+            layout == "--channels-last"
+        )
+        for i, name in zip(group["params"], names):
+            for key in ("exp_avg", "exp_avg_sq"):
+                if i in moments:
+                    assert moments[i][key].stride() == c["state"][name].stride(), (layout, name, key)

@@ -215,9 +215,10 @@ def test_training_resumes_a_committed_candidate_only_when_it_has_trained_longer(
     assert model.cfg.m != 12 and progress["pixels"] == trained_pixels(DEFAULT_WEIGHTS)
 
 
-def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_path):
+def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
+    from neurocodec.autoencoder import modelfiles
     from neurocodec.autoencoder.model import DEFAULT_LAMBDAS
     from neurocodec.autoencoder.weights import load_float_model, load_weights
     from neurocodec.training import export
@@ -236,6 +237,7 @@ def test_weights_shipped_with_fewer_levels_resume_the_whole_trained_ladder(tmp_p
     assert resumed.cfg.lambdas == DEFAULT_LAMBDAS and progress["step"] == 5
     assert torch.equal(resumed.log_gain, trained.log_gain)
     # Shipping again keeps the decoder of the weights replaced, listed in retired/SHA256SUMS.
+    monkeypatch.setattr(modelfiles, "_shipped_dir", lambda: tmp_path)  # tmp_path stands for weights/
     first = load_weights(out).identity
     r = CliRunner().invoke(export.main, ["--ckpt", str(ckpt), "--out", str(out), "--data", "examples"])
     assert r.exit_code == 0 and "SHA256SUMS" in r.output, r.output

@@ -8,10 +8,13 @@ data (`neurocodec/_weights/`, read with importlib.resources). Weights of one's
 own come from `weights=` / `--weights PATH` or the NIC_WEIGHTS variable.
 
 Retired files keep only what decoding reads (`weights.strip_for_decoding`), so
-their own hash is no longer their identity: the `SHA256SUMS` file beside them
-(sha256sum's format, tracked and shipped with them) lists the SHA-256 of each
-as written, and a decoder-only file stands for the model its name gives only
-while its bytes hash to the listed value.
+their own hash is no longer their identity: the `SHA256SUMS` of the shipped
+retired folder (sha256sum's format, tracked and shipped with them) lists the
+SHA-256 of each as written, and a decoder-only file stands for the model its
+name there gives only while its bytes hash to the listed value, wherever the
+file lies. That list alone is trusted: anyone can write a SHA256SUMS beside a
+file of their making. Retired weights of one's own stay whole (their hash is
+their identity), in `retired/` beside one's weights.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
 RETIRED_DIR = "retired"
-SUMS_NAME = "SHA256SUMS"  # beside decoder-only weights: the SHA-256 of each, as retired
+SUMS_NAME = "SHA256SUMS"  # in the shipped retired folder: the SHA-256 of each decoder-only file there
 WEIGHTS_ENV = "NIC_WEIGHTS"
 
 
@@ -84,15 +88,38 @@ def listed_sums(folder: str | os.PathLike) -> dict[str, str]:
     return listed
 
 
-def is_listed(path: str | os.PathLike) -> bool:
-    """Whether the SHA256SUMS beside `path` lists it with the SHA-256 its bytes have now."""
-    path = Path(path)
-    return path.is_file() and listed_sums(path.parent).get(path.name) == sha256_of(path)
-
-
 def sums_text(listed: dict[str, str]) -> str:
     """The SHA256SUMS file of these entries, sorted by name (`sha256sum -c SHA256SUMS` checks it)."""
     return "".join(f"{digest}  {name}\n" for name, digest in sorted(listed.items()))
+
+
+def shipped_sums() -> dict[str, str]:
+    """The SHA-256 of each decoder-only retired file this release ships, by name: the one SHA256SUMS trusted."""
+    return listed_sums(_shipped_dir() / RETIRED_DIR)
+
+
+def shipped_sums_stamp() -> tuple[int, int] | None:
+    """`sums_stamp` of the shipped retired folder, for caches of what it vouches for."""
+    return sums_stamp(_shipped_dir() / RETIRED_DIR)
+
+
+def vouched_identity(path: str | os.PathLike) -> bytes | None:
+    """The model a decoder-only file stands for if the shipped SHA256SUMS lists its bytes (under `<model>.pt`), else None.
+
+    The bytes decide, not where the file lies: a copy of a shipped retired
+    file decodes anywhere, and a file with another hash nowhere.
+    """
+    digest = sha256_of(path)
+    for name, listed in shipped_sums().items():
+        stem, suffix = os.path.splitext(name)
+        if listed == digest and suffix == ".pt" and re.fullmatch("[0-9a-f]{16}", stem):
+            return bytes.fromhex(stem)
+    return None
+
+
+def model_of(path: str | os.PathLike) -> bytes:
+    """Which model a weights file is, from its bytes alone (no torch): the shipped SHA256SUMS's word, else its hash."""
+    return vouched_identity(path) or identity_of(path)
 
 
 def retired_path(weights: str | Path, identity: bytes) -> Path:
@@ -100,29 +127,54 @@ def retired_path(weights: str | Path, identity: bytes) -> Path:
     return Path(weights).parent / RETIRED_DIR / f"{identity.hex()}.pt"
 
 
-def find_model(identity: bytes, weights: str | os.PathLike | None = None) -> Path | None:
-    """The weights file of the model `identity` names; None if it is not here.
+def is_shipped_folder(weights: str | os.PathLike) -> bool:
+    """Whether `weights` lie in the shipped weights folder, whose retired/SHA256SUMS is trusted."""
+    return Path(weights).resolve().parent == _shipped_dir().resolve()
 
-    Looked for, in order: the weights in use and their retired models, then the
-    shipped weights and theirs (so one's own weights still decode shipped files).
-    Retired files are found by name; the caller checks the identity it loads
-    (the file's hash, or for a decoder-only file its SHA256SUMS entry).
+
+def candidates(identity: bytes, weights: str | os.PathLike | None = None) -> list[Path]:
+    """Every file here that is the model `identity` names (by its bytes), in the order to try them.
+
+    Looked at, in order: the weights in use and their retired models, then
+    the shipped weights and theirs (so one's own weights still decode shipped
+    files). A file is the model if its hash is that identity, or the shipped
+    SHA256SUMS lists its bytes under that model's name; a copy that is not
+    (edited, foreign, or vouched for only by a SHA256SUMS beside it) is
+    passed over, so it cannot hide the right one further on.
     """
+    found: list[Path] = []
     for w in dict.fromkeys((resolve_weights(weights), DEFAULT_WEIGHTS)):
-        if w.is_file() and identity_of(w) == identity:
-            return w
-        if (old := retired_path(w, identity)).is_file():
-            return old
-    return None
+        for path in (w, retired_path(w, identity)):
+            try:
+                if path.is_file() and model_of(path) == identity and path.resolve() not in found:
+                    found.append(path.resolve())
+            except OSError:  # unreadable: not this model as far as we can tell
+                continue
+    return found
+
+
+def named_like(identity: bytes, weights: str | os.PathLike | None = None) -> list[Path]:
+    """Retired files that carry the name of model `identity` but are not that model (to say why it is missing)."""
+    named = dict.fromkeys(retired_path(w, identity).resolve() for w in (resolve_weights(weights), DEFAULT_WEIGHTS))
+    good = candidates(identity, weights)
+    return [p for p in named if p.is_file() and p not in good]
+
+
+def find_model(identity: bytes, weights: str | os.PathLike | None = None) -> Path | None:
+    """The first weights file here that is the model `identity` names (`candidates`); None if there is none."""
+    found = candidates(identity, weights)
+    return found[0] if found else None
 
 
 def availability(identity: bytes, weights: str | os.PathLike | None = None) -> str:
-    """In words, whether a file made for `identity` decodes with these weights."""
+    """In words, whether a file made for `identity` decodes with these weights (hashes checked, nothing decoded)."""
     found = find_model(identity, weights)
     if found is None:
-        return "not available here: decode it with the neurocodec version that wrote it"
-    if found == resolve_weights(weights):
+        impostors = named_like(identity, weights)
+        why = f" ({impostors[0]} is not that model)" if impostors else ""
+        return f"not available here{why}: decode it with the neurocodec version that wrote it"
+    if found == resolve_weights(weights).resolve():
         return "the current weights"
-    if found == DEFAULT_WEIGHTS:
+    if found == DEFAULT_WEIGHTS.resolve():
         return "the shipped weights"
     return "retired weights, kept for decoding"

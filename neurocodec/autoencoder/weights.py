@@ -8,8 +8,10 @@ SHA-256 of the file; every .nic file records the identity it needs.
 
 Retired weights keep only what decoding reads (`strip_for_decoding`: the
 synthesis g_s, the integer networks, tables and gains), about a third of the
-file, and carry the identity of the file they came from; the SHA256SUMS
-beside them vouches for them (`modelfiles`). They decode and never encode.
+file, and carry the identity of the file they came from; the SHA256SUMS of
+the shipped retired folder vouches for them (`modelfiles`), and no other
+does. They decode and never encode. Retired weights of one's own are whole
+files, their hash their identity.
 """
 
 from __future__ import annotations
@@ -30,15 +32,18 @@ from .latent_codecs import ExactY, FactorizedZ, HyperpriorY
 from .model import DECODER_MODULES, NicModel
 from .modelfiles import (
     SUMS_NAME,
-    find_model,
+    candidates,
     identity_of,
-    is_listed,
+    is_shipped_folder,
     listed_sums,
+    model_of,
+    named_like,
     resolve_weights,
     retired_path,
     sha256_of,
-    sums_stamp,
+    shipped_sums_stamp,
     sums_text,
+    vouched_identity,
 )
 
 FORMAT_TAG = "neurocodec-weights"
@@ -64,28 +69,36 @@ def weights_for(identity: bytes, weights: str | os.PathLike | None = None) -> We
     """The weights a .nic file names: those in use, a retired model beside them, or the shipped ones.
 
     A model update must not orphan the files earlier versions wrote, so the
-    weights they need stay in `retired/`; the loaded file's own hash is checked,
-    so a renamed file cannot stand in for another model.
+    weights they need stay in `retired/`. Each file that is the model by its
+    bytes (`modelfiles.candidates`) is tried in turn, so a stray copy in one's
+    own retired/ does not hide the shipped one; a renamed or edited file
+    never stands in for another model.
     """
     current = resolve_weights(weights)
     if not current.is_file():
         raise NicError(f"weights file not found: {current}")
-    found = find_model(identity, weights)
     why = ""
-    if found is not None:
-        w = load_weights(found)
+    for path in candidates(identity, weights):
+        try:
+            w = load_weights(path)
+        except NicError as e:
+            why += f"; {e}"
+            continue
         if w.identity == identity:
             return w
-        if w.decoder_only:
-            why = f"; {found} is a decoder that the {SUMS_NAME} beside it does not vouch for"
+    for path in named_like(identity, weights):
+        why += f"; {path} is not that model (neither its hash nor the shipped {SUMS_NAME} says so)"
     raise NicError(
         f"file needs model {identity.hex()}, which is not here (the weights in use are "
-        f"{identity_of(current).hex()}, {current}{why}); decode it with the neurocodec version that wrote it"
+        f"{model_of(current).hex()}, {current}{why}); decode it with the neurocodec version that wrote it"
     )
 
 
 def strip_for_decoding(src: str | Path, dest: str | Path) -> Path:
     """Write the decoder of the weights `src` to `dest` (may be `src`) and list it in the SHA256SUMS there.
+
+    That list vouches for the decoder only in the shipped weights folder
+    (weights/retired/ of the repository, to be committed with it).
 
     Retired weights serve only old files, and decoding reads only the
     synthesis and the exact parts; the analysis, the hyper-analysis, the float
@@ -109,17 +122,23 @@ def strip_for_decoding(src: str | Path, dest: str | Path) -> Path:
 
 
 def retire_weights(weights: str | Path) -> Path:
-    """Keep the decoder of `weights` as retired/<identity>.pt beside them, before they are replaced.
+    """Keep `weights` as retired/<identity>.pt beside them, before they are replaced; returns that path.
 
-    A future export retires the shipped weights this way, and the new entry
-    of retired/SHA256SUMS is committed with the file. Returns the retired path.
+    Beside the shipped weights (an export in the repository), their decoder
+    alone, listed in the shipped retired/SHA256SUMS, both to be committed.
+    Elsewhere the whole file: its hash is its identity, and a SHA256SUMS
+    outside the shipped folder vouches for nothing.
     """
     weights = Path(weights)
-    identity = identity_of(weights)
+    identity = model_of(weights)
     dest = retired_path(weights, identity)
-    if not (dest.is_file() and (identity_of(dest) == identity or is_listed(dest))):
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and model_of(dest) == identity:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if is_shipped_folder(weights):
         strip_for_decoding(weights, dest)
+    else:
+        write_atomic(dest, weights.read_bytes())
     return dest
 
 
@@ -216,7 +235,7 @@ def load_weights(path: str | os.PathLike | None = None) -> Weights:
     except OSError:
         _read(path)  # raises the one-line error
         raise
-    return _load(path, st.st_mtime_ns, st.st_size, sums_stamp(path.parent))
+    return _load(path, st.st_mtime_ns, st.st_size, shipped_sums_stamp())
 
 
 @lru_cache(maxsize=4)
@@ -245,12 +264,12 @@ def _load(path: Path, mtime_ns: int, size: int, sums: tuple[int, int] | None) ->
 
 
 def _decoder_identity(path: Path, obj: dict) -> bytes:
-    """The model a decoder-only file stands for: the one it names, if its name and SHA256SUMS agree.
+    """The model a decoder-only file stands for: the one it names, if the shipped SHA256SUMS lists its bytes so.
 
     Otherwise its own hash, which no encoder ever wrote into a file (these
-    weights cannot encode), so a stray, edited or renamed copy decodes nothing.
+    weights cannot encode), so a stray, edited or foreign copy decodes nothing.
     """
-    claimed = obj.get("identity")
-    if isinstance(claimed, str) and claimed == path.stem and is_listed(path):
-        return bytes.fromhex(claimed)
+    claimed, vouched = obj.get("identity"), vouched_identity(path)
+    if vouched is not None and claimed == vouched.hex():
+        return vouched
     return identity_of(path)

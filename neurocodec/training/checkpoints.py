@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -38,16 +39,26 @@ def save_checkpoint(state: dict, path: Path, part_mib: float | None = None) -> N
     """`state` as the file `path`, or with `part_mib` as parts of at most that many MiB beside it.
 
     Parts are named after the bytes they hold and listed in `path`.parts,
-    written last: a crash leaves the previous list and its parts whole. Read
-    them back with `read_checkpoint(path)`, or join them in their listed order
-    (`cat`) into one checkpoint file.
+    written after them. Read them back with `read_checkpoint(path)`, or join
+    them in their listed order (`cat`) into one checkpoint file. A crash at
+    any point leaves the previous checkpoint or this one readable: the form
+    written last (whole file or list) is made newer than the other before the
+    other is removed, and a reader that finds both takes the newer (`_load`).
     """
     if part_mib is None:
         save_atomic(state, path)
-        if _parts_list(path).is_file():  # the whole file replaces the parts
-            for name in json.loads(_parts_list(path).read_text())["parts"]:
-                (path.parent / name).unlink(missing_ok=True)
-            _parts_list(path).unlink()
+        listed = _parts_list(path)
+        if listed.is_file():  # the whole file replaces the parts
+            _make_newer(path, listed)
+            names = []
+            try:
+                names = json.loads(listed.read_text())["parts"]
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a broken list: the glob below still finds its parts
+            listed.unlink()  # first: the list must never name parts that are gone
+            for name in [*names, *(p.name for p in path.parent.glob(f"{path.name}.*.*"))]:
+                if not name.endswith(".tmp"):
+                    (path.parent / name).unlink(missing_ok=True)
         return
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -60,10 +71,20 @@ def save_checkpoint(state: dict, path: Path, part_mib: float | None = None) -> N
         names.append(f"{path.name}.{digest[:12]}.{i // step}")
         write_atomic(path.parent / names[-1], data[i : i + step])
     write_atomic(_parts_list(path), json.dumps({"parts": names, "sha256": digest}).encode())
-    path.unlink(missing_ok=True)
+    if path.is_file():  # an older whole checkpoint: the list now wins over it, then it goes
+        _make_newer(_parts_list(path), path)
+        path.unlink()
     for old in path.parent.glob(f"{path.name}.*.*"):
         if old.name not in names and not old.name.endswith(".tmp"):
             old.unlink(missing_ok=True)
+
+
+def _make_newer(new: Path, old: Path) -> None:
+    """Give `new` a later modification time than `old` if the file system's clock did not (coarse timestamps)."""
+    new_ns, old_ns = new.stat().st_mtime_ns, old.stat().st_mtime_ns
+    if new_ns <= old_ns:
+        later = old_ns + 1_000_000_000  # a second: file systems that keep whole seconds keep it too
+        os.utime(new, ns=(later, later))
 
 
 def checkpoint_exists(path: Path) -> bool:
@@ -72,15 +93,41 @@ def checkpoint_exists(path: Path) -> bool:
 
 
 def _load(path: Path) -> dict:
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    if not _parts_list(path).is_file():
-        raise NicError(f"checkpoint not found: {path}")
-    listed = json.loads(_parts_list(path).read_text())
-    data = b"".join((path.parent / name).read_bytes() for name in listed["parts"])
-    if hashlib.sha256(data).hexdigest() != listed["sha256"]:
+    """The checkpoint at `path`: the whole file or its parts, whichever was written last if a crash left both."""
+    listed_path = _parts_list(path)
+    whole = path.is_file()
+    if not listed_path.is_file():
+        if not whole:
+            raise NicError(f"checkpoint not found: {path}")
+        return _torch_load(path, path)
+    if whole and path.stat().st_mtime_ns > listed_path.stat().st_mtime_ns:
+        return _torch_load(path, path)
+    try:
+        listed = json.loads(listed_path.read_text())
+        names, digest = list(listed["parts"]), str(listed["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise NicError(f"{listed_path} is not a list of checkpoint parts ({type(e).__name__})") from None
+    chunks = []
+    for name in names:
+        try:
+            chunks.append((path.parent / str(name)).read_bytes())
+        except OSError as e:
+            raise NicError(f"a part of the checkpoint {path} is missing or unreadable: {e.strerror}: {name}") from None
+    data = b"".join(chunks)
+    if hashlib.sha256(data).hexdigest() != digest:
         raise NicError(f"the parts of {path} do not add up to the checkpoint they list")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return _torch_load(io.BytesIO(data), path)
+
+
+def _torch_load(source: Path | io.BytesIO, path: Path) -> dict:
+    """torch.load of a checkpoint, its failure one line."""
+    try:
+        obj = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a zip archive, forbidden types: all say the same to the user
+        raise NicError(f"not a readable checkpoint: {path} ({type(e).__name__})") from e
+    if not isinstance(obj, dict) or "config" not in obj or "state" not in obj:
+        raise NicError(f"not a training checkpoint: {path}")
+    return obj
 
 
 def read_checkpoint(path: Path, encoder_only: bool | None = None) -> tuple[NicModel, growth.NamedAdam | None, dict]:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic import replacing
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
@@ -56,23 +58,21 @@ class ImageCache:
     def _build(files: list[Path], data_path: Path, index_path: Path) -> None:
         """Decode on several threads (Pillow lets go of the GIL), write in order.
 
-        Temporary names carry the process id, so ranks of a multi-node run on a
-        shared disk may build the same cache at once; the index goes last, as
-        it says the pixels are there.
+        Each file is written under a temporary name of its own (`replacing`:
+        mkstemp, unique across the machines of a multi-node run on a shared
+        disk, where the same process id may run on two of them) and renamed
+        into place, so several ranks may build the same cache at once; the
+        index goes last, as it says the pixels are there.
         """
         index = []
         offset = 0
-        tmp = data_path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f, ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        with replacing(data_path) as f, ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             for a in pool.map(load_rgb, files):
                 f.write(a.tobytes())
                 index.append((offset, a.shape[0], a.shape[1]))
                 offset += a.size
-        os.replace(tmp, data_path)
-        tmp = index_path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with replacing(index_path) as f:
             np.save(f, np.array(index, dtype=np.int64))
-        os.replace(tmp, index_path)
 
     def __len__(self) -> int:
         return len(self.items)

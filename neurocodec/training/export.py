@@ -9,9 +9,10 @@ ones do not yet beat JPEG (benchmarks/compare_weights.py says which).
 weights/candidate.pt (the float model alone) to be committed, so the next
 training run continues it rather than starting over; shipping removes a
 candidate that the shipped weights have overtaken. The weights replaced are
-kept for decoding alone (`weights.retire_weights`): their decoder goes to
-weights/retired/<model>.pt and its SHA-256 into weights/retired/SHA256SUMS,
-both to be committed with the new weights.
+kept for decoding (`weights.retire_weights`): in the repository's weights/,
+their decoder alone goes to weights/retired/<model>.pt and its SHA-256 into
+weights/retired/SHA256SUMS, both to be committed with the new weights; beside
+weights of one's own, the whole file goes to retired/<model>.pt.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import click
 import numpy as np
 import torch
 
-from ..autoencoder.modelfiles import SUMS_NAME
+from ..autoencoder.modelfiles import SUMS_NAME, is_shipped_folder
 from ..autoencoder.weights import export_weights, retire_weights
 from ..errors import NicError
 from .checkpoints import DEFAULT_CANDIDATE, on_default_ladder, read_checkpoint, save_candidate, trained_pixels
@@ -38,8 +39,8 @@ from .data import ImageCache
     "--retire/--no-retire",
     default=True,
     show_default=True,
-    help="Keep the decoder of the weights being replaced as retired/<model>.pt next to --out (listed in "
-    f"retired/{SUMS_NAME}), so files made with them still decode.",
+    help="Keep the weights being replaced as retired/<model>.pt next to --out, so files made with them still "
+    f"decode (for the shipped weights their decoder alone, listed in retired/{SUMS_NAME}).",
 )
 @click.option(
     "--candidate",
@@ -68,7 +69,10 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
     calib = ImageCache(data).crops(16, 256, np.random.default_rng(0))
     if retire and Path(out).exists():
         old = retire_weights(out)
-        click.echo(f"kept the decoder of the weights it replaces as {old}; commit it with {old.parent / SUMS_NAME}")
+        if is_shipped_folder(out):
+            click.echo(f"kept the decoder of the weights it replaces as {old}; commit it with {old.parent / SUMS_NAME}")
+        else:
+            click.echo(f"kept the weights it replaces as {old}")
     export_weights(model, out, progress, calib, training_ladder=trained)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
     if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:

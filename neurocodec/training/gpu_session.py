@@ -60,7 +60,7 @@ def process_start() -> float:
 @click.pass_context
 def main(ctx: click.Context, minutes: float, out: str, device: str) -> None:
     """Train on a lent GPU for --minutes in all, then stop with a checkpoint in --out."""
-    deadline = process_start() + minutes * 60
+    deadline = process_start() + minutes * 60  # under torchrun, the loop takes rank 0's on every rank
     try:
         on_gpu = pick_device(device).type == "cuda"
     except NicError as e:

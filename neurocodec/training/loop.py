@@ -34,7 +34,8 @@ from .data import DeviceImages, ImageCache, list_images, load_rgb
 
 # Ranks of a torchrun run agree on the clock and on stopping every this many steps (one host sync each).
 SYNC_EVERY = 10
-# Seconds kept free before --deadline besides the longest checkpoint write (twice) and two steps.
+# Seconds kept free before --deadline besides the longest checkpoint write (twice) and the steps
+# that may run before the next check (`past_deadline`).
 DEADLINE_RESERVE_S = 10.0
 
 
@@ -56,6 +57,57 @@ def train_step(
     torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
     opt.step()
     return loss.detach(), bpp.detach(), mse.detach()
+
+
+def past_deadline(now: float, deadline: float, ckpt_seconds: float, typical_step: float, sync_every: int) -> bool:
+    """Whether to stop now to have the last checkpoint written by `deadline`.
+
+    Ranks check every `sync_every` steps, so a run that goes on may take that
+    many steps before it looks again, and one more to stop: all of them must
+    fit before the checkpoint (twice its longest write, for a slower disk).
+    """
+    return now + DEADLINE_RESERVE_S + 2 * ckpt_seconds + (sync_every + 1) * typical_step > deadline
+
+
+def cosine_span(
+    ranks: distributed.Ranks, minutes: float, deadline: float | None, ckpt_seconds: float
+) -> tuple[float | None, float]:
+    """The deadline and the training seconds the learning rate's cosine spans, rank 0's on every rank.
+
+    Each rank reads its own clock (and, in `gpu_session`, its own process
+    start): computed on each, the spans would differ a little, and so would
+    the learning rates and the weights of the ranks.
+    """
+    schedule = minutes * 60
+    if deadline is not None:
+        schedule = min(schedule, deadline - time.time() - DEADLINE_RESERVE_S - 2 * ckpt_seconds)
+    return distributed.from_main(ranks, (deadline, schedule))
+
+
+def rank_seeds(seed: int, rank: int) -> tuple[int, int, int]:
+    """Seeds of this rank's crops (numpy), of torch's global generators and of the device generator.
+
+    Each rank draws its own stream; torch's global CUDA generator (the
+    training noise) and the device generator (crops, levels on the device)
+    are both Philox on a GPU, and the same seed would give them the same draws.
+    """
+    return seed + rank, 2 * (seed + rank), 2 * (seed + rank) + 1
+
+
+def state_like_params(opt: torch.optim.Optimizer) -> None:
+    """Give each tensor of Adam's state the memory layout of its parameter (after `model.to(memory_format=)`).
+
+    Moments loaded from a checkpoint, or grown by `growth` (contiguous), keep
+    their layout when the parameters become channels_last (or contiguous,
+    for a --no-channels-last run): CUDA's fused Adam then fails, and the
+    CPU's would pair the wrong entries of moment and parameter.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for k, v in state.items():
+                if k != "step" and isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 class RunClock:
@@ -189,7 +241,9 @@ def _growth_option(flag: str, text: str):
     "--deadline",
     default=None,
     type=float,
-    help="Unix time by which the last checkpoint is written: training stops early enough, and the cosine ends there.",
+    help="Unix time by which the last checkpoint is written: training stops early enough for it. The cosine is "
+    "planned to end there, but it follows training time, which leaves out checkpoint writes, validation and "
+    "pauses (a step over 5x the typical one counts as one), so the learning rate may stop short of --lr-end.",
 )
 @click.option("--images", default=None, type=click.IntRange(1), help="Train on the first N photos of --data only.")
 @click.option(
@@ -262,17 +316,20 @@ def main(
     ckpt, shipped = Path(ckpt), Path(shipped)
     start = None
     if ranks.main:  # the others get rank 0's start point: a node of its own may not have the checkpoint
-        start = load_start(
-            ckpt,
-            shipped,
-            latent_channels,
-            deep_channels,
-            Path(candidate) if candidate else None,
-            context_channels,
-            channels,
-            encoder_blocks,
-            encoder_only,
-        )
+        try:
+            start = load_start(
+                ckpt,
+                shipped,
+                latent_channels,
+                deep_channels,
+                Path(candidate) if candidate else None,
+                context_channels,
+                channels,
+                encoder_blocks,
+                encoder_only,
+            )
+        except NicError as e:  # under torchrun, the others are stopped by it when this rank exits
+            raise click.ClickException(f"{e}; nothing was trained") from None
     model, opt_state, progress = distributed.from_main(ranks, start)
     model = model.to(dev)  # before the optimizer, so that its state lives beside the parameters
     opt = torch.optim.Adam(model.trainable(encoder_only), lr=lr, fused=dev.type == "cuda")
@@ -280,26 +337,30 @@ def main(
         opt.load_state_dict(opt_state)
     for g in opt.param_groups:
         g["lr"] = lr
-    cache = ImageCache(data, limit=images) if ranks.local == 0 else None  # decoded once per machine
-    distributed.barrier(ranks)
-    if cache is None:
-        cache = ImageCache(data, limit=images)
-    shard = cache.subset(distributed.shard(len(cache), ranks)) if ranks.world > 1 else cache
+    try:
+        cache = ImageCache(data, limit=images) if ranks.local == 0 else None  # decoded once per machine
+        distributed.barrier(ranks)
+        if cache is None:
+            cache = ImageCache(data, limit=images)
+        shard = cache.subset(distributed.shard(len(cache), ranks)) if ranks.world > 1 else cache
+    except (OSError, ValueError) as e:  # no such folder, no photos, fewer photos than ranks
+        raise click.ClickException(f"--data {data}: {e}") from None
     val = [centre_crop(load_rgb(p)) for p in list_images(valid)[:valid_images]] if valid and ranks.main else []
-    rank_seed = None if seed is None else seed + ranks.rank  # each rank its own crops and noise
-    rng = np.random.default_rng(rank_seed)
-    if rank_seed is not None:
-        torch.manual_seed(rank_seed)
+    seeds = None if seed is None else rank_seeds(seed, ranks.rank)  # each rank its own crops and noise
+    rng = np.random.default_rng(None if seeds is None else seeds[0])
+    if seeds is not None:
+        torch.manual_seed(seeds[1])
     on_device, gen = None, torch.Generator(dev)
     if data_on_device:
         on_device = DeviceImages(shard, dev)
-        if rank_seed is None:
+        if seeds is None:
             gen.seed()
         else:
-            gen.manual_seed(rank_seed)
+            gen.manual_seed(seeds[2])
     lambdas = torch.tensor(model.cfg.lambdas, device=dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    state_like_params(opt)
     step_model = distributed.wrap(model, ranks)
     step_model = torch.compile(step_model) if use_compile else step_model
     ema = None
@@ -351,9 +412,7 @@ def main(
         print(f"checkpoint: step {progress['step']}", flush=True)
         ckpt_seconds = max(ckpt_seconds, time.time() - t)
 
-    schedule = minutes * 60  # training seconds the learning rate's cosine spans
-    if deadline is not None:
-        schedule = min(schedule, deadline - time.time() - DEADLINE_RESERVE_S - 2 * ckpt_seconds)
+    deadline, schedule = cosine_span(ranks, minutes, deadline, ckpt_seconds)
     last_ckpt = last_val = last_log = prev = time.time()
     clock = RunClock()
     acc = _fresh_sums(dev)
@@ -361,9 +420,8 @@ def main(
     done_steps = 0
     while steps is None or done_steps < steps:
         if done_steps % sync_every == 0:
-            late = (
-                deadline is not None
-                and time.time() + DEADLINE_RESERVE_S + 2 * (ckpt_seconds + clock.typical) > deadline
+            late = deadline is not None and past_deadline(
+                time.time(), deadline, ckpt_seconds, clock.typical, sync_every
             )
             seconds, stopping = distributed.agree(ranks, clock.seconds, bool(stop) or clock.seconds >= schedule or late)
             if stopping:
