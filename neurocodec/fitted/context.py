@@ -57,11 +57,14 @@ class IntLinear:
     relu: bool
 
     def __call__(self, x: Tensor, in_bits: int, out_bits: int, reference: bool) -> Tensor:
+        """x: integers (int64 for the reference, integer-valued float64 for the fast path)."""
+        shift = self.w_bits + in_bits - out_bits
         if reference:
-            acc = (x[:, None, :] * self.weight[None]).sum(dim=2)
-        else:
-            acc = (x.to(torch.float64) @ self.weight.to(torch.float64).T).to(torch.int64)
-        out = _round_shift(acc + self.bias, self.w_bits + in_bits - out_bits)
+            acc = (x[:, None, :] * self.weight[None]).sum(dim=2) + self.bias
+            out = _round_shift(acc, shift)
+        else:  # every value an integer below 2**53: the products, sums and the power-of-two scaling are exact
+            acc = torch.addmm(self.bias.to(torch.float64), x, self.weight.to(torch.float64).T)
+            out = torch.floor(acc * 2.0**-shift + 0.5) if shift > 0 else acc * 2.0**-shift
         return out.clamp(0 if self.relu else -ACT_MAX, ACT_MAX)
 
     def check(self) -> None:
@@ -86,10 +89,11 @@ class IntARM:
     last: IntLinear
 
     def __call__(self, features: Tensor, reference: bool = False) -> tuple[Tensor, Tensor]:
-        x = self.first(features.to(torch.int64), 0, ACT_FRAC_BITS, reference)
+        x = features.to(torch.int64 if reference else torch.float64)
+        x = self.first(x, 0, ACT_FRAC_BITS, reference)
         for layer in self.hidden:
             x = (x + layer(x, ACT_FRAC_BITS, ACT_FRAC_BITS, reference)).clamp(-ACT_MAX, ACT_MAX)
-        out = self.last(x, ACT_FRAC_BITS, OUT_FRAC_BITS, reference)
+        out = self.last(x, ACT_FRAC_BITS, OUT_FRAC_BITS, reference).to(torch.int64)
         return out[:, 0], out[:, 1]
 
     def layers(self) -> list[IntLinear]:
@@ -121,8 +125,10 @@ def coarser_up(coarser: Tensor | None, shape: tuple[int, int]) -> Tensor:
 
 
 def features(grid: Tensor, coarser: Tensor | None) -> Tensor:
-    """(H*W, FEATURES) integer context of every latent of `grid` (H, W), raster order: what the encoder computes
-    at once (and the decoder wave by wave). Neighbours outside the grid are 0."""
+    """(H*W, FEATURES) integer context of every latent of `grid` (H, W), raster order, from whole grids.
+
+    Neighbours outside the grid are 0. The definition the schedule's gathers must reproduce (a test checks it).
+    """
     h, w = grid.shape
     pad = torch.nn.functional.pad(grid.to(torch.int64), (2, 2, 2, 0))
     cols = [pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in CONTEXT]
@@ -130,49 +136,68 @@ def features(grid: Tensor, coarser: Tensor | None) -> Tensor:
     return torch.stack(cols, dim=-1).reshape(h * w, FEATURES)
 
 
-def waves(shapes: list[tuple[int, int]]) -> list[list[Tensor]]:
-    """For each decoding step, the flat (raster) indices of the latents of each grid decoded in it.
+@dataclass
+class Schedule:
+    """The decoding order of a latent pyramid and, for every latent, where its context lies.
 
-    Grids are finest first; grid i runs len(shapes) - 1 - i steps behind the coarsest, so that a latent's
-    parent in the coarser grid (wave (3r + c) // 2 or less) is always decoded in an earlier step.
+    All grids (finest first) live in one flat buffer, grid after grid in raster order, plus one zero at the
+    end that stands for every neighbour outside its grid. `context[k]` are the buffer positions of latent
+    k's FEATURES; `order[bounds[s]:bounds[s + 1]]` the latents decoded in step s: grid i's latent (r, c) in
+    step (levels - 1 - i) + 3r + c (the coarser grids a step ahead, so a parent always comes earlier),
+    coarser grids first within a step, raster order within a grid.
     """
-    levels = len(shapes)
-    per_grid = []
-    for h, w in shapes:
-        r = torch.arange(h).repeat_interleave(w)
-        c = torch.arange(w).repeat(h)
-        t = WAVE_SLOPE * r + c
-        order = torch.argsort(t, stable=True)
-        counts = torch.bincount(t, minlength=WAVE_SLOPE * (h - 1) + w)
-        per_grid.append(list(torch.split(order, counts.tolist())))
-    steps = max(len(g) + levels - 1 - i for i, g in enumerate(per_grid))
-    empty = torch.zeros(0, dtype=torch.int64)
+
+    shapes: list[tuple[int, int]]
+    offsets: list[int]
+    context: Tensor  # int64 (N, FEATURES)
+    order: Tensor  # int64 (N,)
+    bounds: list[int]
+
+    @classmethod
+    def of(cls, shapes: list[tuple[int, int]]) -> Schedule:
+        levels = len(shapes)
+        offsets = [0]
+        for h, w in shapes:
+            offsets.append(offsets[-1] + h * w)
+        total = offsets[-1]  # the zero's position
+        contexts, keys = [], []
+        for i, (h, w) in enumerate(shapes):
+            r = torch.arange(h).repeat_interleave(w)
+            c = torch.arange(w).repeat(h)
+            cols = []
+            for dr, dc in CONTEXT:
+                rr, cc = r + dr, c + dc
+                inside = (rr >= 0) & (cc >= 0) & (cc < w)
+                cols.append(torch.where(inside, offsets[i] + rr * w + cc, total))
+            if i + 1 < levels:
+                cols.append(offsets[i + 1] + (r // 2) * shapes[i + 1][1] + c // 2)
+            else:
+                cols.append(torch.full_like(r, total))
+            contexts.append(torch.stack(cols, dim=1))
+            step = (levels - 1 - i) + WAVE_SLOPE * r + c
+            keys.append((step * levels + (levels - 1 - i)) * (total + 1) + offsets[i] + r * w + c)
+        key = torch.cat(keys)
+        order = torch.argsort(key)
+        steps = torch.cat(keys)[order] // (levels * (total + 1))
+        counts = torch.bincount(steps) if total else torch.zeros(0, dtype=torch.int64)
+        bounds = [0, *torch.cumsum(counts, 0).tolist()]
+        return cls(list(shapes), offsets, torch.cat(contexts), order, bounds)
+
+    def split(self, flat: Tensor) -> list[Tensor]:
+        """The grids (finest first) of a flat buffer."""
+        return [flat[a:b].view(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)]
+
+
+def waves(shapes: list[tuple[int, int]]) -> list[list[Tensor]]:
+    """For each decoding step, the raster indices of the latents of each grid (finest first) decoded in it."""
+    sched = Schedule.of(shapes)
     out = []
-    for s in range(steps):
-        row = []
-        for i, g in enumerate(per_grid):
-            k = s - (levels - 1 - i)
-            row.append(g[k] if 0 <= k < len(g) else empty)
-        out.append(row)
+    for a, b in zip(sched.bounds, sched.bounds[1:], strict=False):
+        idx = sched.order[a:b]
+        out.append(
+            [idx[(idx >= lo) & (idx < hi)] - lo for lo, hi in zip(sched.offsets[:-1], sched.offsets[1:], strict=True)]
+        )
     return out
-
-
-def gather(grids: list[Tensor], i: int, idx: Tensor) -> Tensor:
-    """(len(idx), FEATURES) context of the latents `idx` (flat) of grid i, from what is decoded so far."""
-    w = grids[i].shape[1]
-    r, c = idx // w, idx % w
-    cols = []
-    flat = grids[i].reshape(-1)
-    for dy, dx in CONTEXT:
-        rr, cc = r + dy, c + dx
-        inside = (rr >= 0) & (cc >= 0) & (cc < w)
-        cols.append(torch.where(inside, flat[(rr.clamp(min=0) * w + cc.clamp(0, w - 1))], 0))
-    if i + 1 < len(grids):
-        parent = grids[i + 1]
-        cols.append(parent[r // 2, c // 2])
-    else:
-        cols.append(torch.zeros_like(idx))
-    return torch.stack(cols, dim=1)
 
 
 def decode_waves(
@@ -181,40 +206,23 @@ def decode_waves(
     decode: Callable[[Tensor, Tensor], Tensor],
     reference: bool = False,
 ) -> list[Tensor]:
-    """The latent grids (finest first), decoded wave by wave.
+    """The latent grids (finest first), decoded step by step.
 
     `decode(mean_q8, log_scale_q8)` returns the next symbols of the stream for latents with these
-    parameters, in the order given: each step's latents, grid by grid (coarsest first), raster order.
+    parameters, in the order given (`Schedule.order`, one step at a time).
     """
-    grids = [torch.zeros(s, dtype=torch.int64) for s in shapes]
-    for step in waves(shapes):
-        parts = [(i, idx) for i, idx in reversed(list(enumerate(step))) if len(idx)]
-        feats = torch.cat([gather(grids, i, idx) for i, idx in parts])
-        mean, log_scale = arm(feats, reference)
-        values = decode(mean, log_scale)
-        at = 0
-        for i, idx in parts:
-            grids[i].view(-1)[idx] = values[at : at + len(idx)]
-            at += len(idx)
-    return grids
+    sched = Schedule.of(shapes)
+    flat = torch.zeros(sched.offsets[-1] + 1, dtype=torch.int64 if reference else torch.float64)
+    context = sched.context[sched.order]  # in decoding order: each step reads a slice
+    for a, b in zip(sched.bounds, sched.bounds[1:], strict=False):
+        mean, log_scale = arm(flat[context[a:b]], reference)
+        flat[sched.order[a:b]] = decode(mean, log_scale).to(flat.dtype)
+    return [g.to(torch.int64) for g in sched.split(flat[:-1])]
 
 
 def encode_order(grids: list[Tensor], arm: IntARM, reference: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(values, mean_q8, log_scale_q8) of every latent in decoding order: what the encoder codes.
-
-    The parameters come from one pass over each whole grid (`features`), not wave by wave; the tests check
-    that both give the same numbers.
-    """
-    params = []
-    for i, g in enumerate(grids):
-        mean, log_scale = arm(features(g, grids[i + 1] if i + 1 < len(grids) else None), reference)
-        params.append((g.reshape(-1), mean, log_scale))
-    values, means, scales = [], [], []
-    for step in waves([tuple(g.shape) for g in grids]):
-        for i, idx in reversed(list(enumerate(step))):
-            if len(idx):
-                v, m, s = params[i]
-                values.append(v[idx])
-                means.append(m[idx])
-                scales.append(s[idx])
-    return torch.cat(values), torch.cat(means), torch.cat(scales)
+    """(values, mean_q8, log_scale_q8) of every latent in decoding order, in one pass: what the encoder codes."""
+    sched = Schedule.of([tuple(g.shape) for g in grids])
+    flat = torch.cat([g.reshape(-1).to(torch.int64) for g in grids] + [torch.zeros(1, dtype=torch.int64)])
+    mean, log_scale = arm(flat[sched.context[sched.order]], reference)
+    return flat[sched.order], mean, log_scale
