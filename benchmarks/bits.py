@@ -272,16 +272,21 @@ def _pct(bits: float, file_bits: float) -> str:
     return f"{100 * bits / file_bits:.2f} %"
 
 
+def _table_start(title: str, columns: list[str], align: list[str]) -> list[str]:
+    """A blank line, the table's title, a blank line, then its header rows."""
+    return ["", title, "", "| " + " | ".join(columns) + " |", "| " + " | ".join(align) + " |"]
+
+
 def report(results: dict[int, list[dict]], header: str) -> str:
     """Markdown tables: the real split, real against float per part, and the exactness steps."""
     qs = sorted(results)
-    lines = [header, ""]
-    lines += [
+    lines = [header]
+    lines += _table_start(
         "Where the bytes of the real file go (mean bytes per photo, share of the file):",
-        "",
-        "| quality | bpp | file | container | z | y anchors | y rest | overflow (escapes) | ANS pad | sum check |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
+        ["quality", "bpp", "file", "container", "z", "y anchors", "y rest", "overflow (escapes)", "ANS pad"]
+        + ["sum check"],
+        ["---:"] * 9 + ["---"],
+    )
     for q in qs:
         rs = [Split(**r["split"]) for r in results[q]]
         n = len(rs)
@@ -301,16 +306,12 @@ def report(results: dict[int, list[dict]], header: str) -> str:
             + " | ".join(cell(b) for b in parts)
             + f" | {cell(over)} ({esc:.1f}) | {cell(sum(r.pad for r in rs))} | {check} |"
         )
-    lines += [
-        "",
-        (
-            "The same symbols: the real stream of each part (its overflow bytes included) against the float "
-            "model's estimate (mean bytes per photo):"
-        ),
-        "",
-        "| quality | part | real | float estimate | real / float |",
-        "| ---: | --- | ---: | ---: | ---: |",
-    ]
+    lines += _table_start(
+        "The same symbols: the real stream of each part (its overflow bytes included) against the float "
+        "model's estimate (mean bytes per photo):",
+        ["quality", "part", "real", "float estimate", "real / float"],
+        ["---:", "---", "---:", "---:", "---:"],
+    )
     for q in qs:
         rs = [Split(**r["split"]) for r in results[q]]
         n = len(rs)
@@ -319,18 +320,14 @@ def report(results: dict[int, list[dict]], header: str) -> str:
             est = sum(r.stages["float"][k] for r in rs)
             lines.append(f"| {q / 100:g} | {part} | {real / 8 / n:,.1f} | {est / 8 / n:,.1f} | {real / est:.4f} |")
     steps = list(Split(**results[qs[0]][0]["split"]).steps()) + ["Q16 gains (RD)"]
-    lines += [
-        "",
-        (
-            "From the float estimate to the file, one exactness step at a time, on the same symbols (share of the "
-            f"file, over all photos, and in brackets the largest share in one photo's file; **bold**: more than "
-            f"{FLAG:g} %). The rows down to the container add up to the file "
-            "less the float estimate; the gains' row is measured apart (bits at equal distortion):"
-        ),
-        "",
-        "| step | " + " | ".join(f"q {q / 100:g}" for q in qs) + " |",
-        "| --- | " + " | ".join("---:" for _ in qs) + " |",
-    ]
+    lines += _table_start(
+        "From the float estimate to the file, one exactness step at a time, on the same symbols (share of the "
+        f"file, over all photos, and in brackets the largest share in one photo's file; **bold**: more than "
+        f"{FLAG:g} %). The rows down to the container add up to the file "
+        "less the float estimate; the gains' row is measured apart (bits at equal distortion):",
+        ["step"] + [f"q {q / 100:g}" for q in qs],
+        ["---"] + ["---:" for _ in qs],
+    )
     table: dict[str, list[str]] = {s: [] for s in steps}
     flags: list[str] = []
     for q in qs:

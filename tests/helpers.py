@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+import torch
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -22,3 +26,17 @@ def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255**2 / max(mse, 1e-12)))
+
+
+@contextmanager
+def torch_settings(threads: int, onednn: bool = True) -> Iterator[None]:
+    """Run a block with this many torch threads and oneDNN on or off, then restore both: the settings an
+    exact path must not depend on."""
+    old_threads, old_onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    try:
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = onednn
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.mkldnn.enabled = old_onednn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import torch_settings
 
 from neurocodec.fitted.context import (
     ACT_MAX,
@@ -55,17 +56,12 @@ def test_parameters_do_not_depend_on_threads_or_onednn() -> None:
     g = torch.Generator().manual_seed(2)
     arm = random_arm(g, width=32)
     feats = torch.randint(-50, 50, (4000, FEATURES), generator=g)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_settings(1):
         one = arm(feats)
-        torch.set_num_threads(2)
+    with torch_settings(2):
         two = arm(feats)
-        torch.backends.mkldnn.enabled = False
+    with torch_settings(2, onednn=False):
         plain = arm(feats)
-    finally:
-        torch.backends.mkldnn.enabled = True
-        torch.set_num_threads(threads)
     for a in (two, plain):
         assert torch.equal(one[0], a[0]) and torch.equal(one[1], a[1])
 

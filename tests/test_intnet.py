@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from helpers import torch_settings
 
 from neurocodec.autoencoder.latent_codecs import HyperSynthesis
 from neurocodec.autoencoder.model import ModelConfig
@@ -62,14 +63,10 @@ def test_extreme_activations_stay_exact():
 def test_shipped_hyper_synthesis_is_thread_count_independent():
     hyper = load_weights().y.exact.hyper
     z = torch.randint(-6, 7, (1, hyper.layers[0].weight.shape[0], 5, 7))
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
+    with torch_settings(2):
         two = hyper(z)
-        torch.set_num_threads(1)
+    with torch_settings(1):
         one = hyper(z)
-    finally:
-        torch.set_num_threads(old)
     ref = hyper(z, reference=True)
     for a, b, c in zip(two, one, ref):
         assert torch.equal(a, b) and torch.equal(a, c)
