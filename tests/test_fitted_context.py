@@ -8,15 +8,39 @@ from helpers import torch_settings
 
 from neurocodec.fitted.context import (
     ACT_MAX,
+    CONTEXT,
     FEATURES,
     WEIGHT_MAX,
     IntARM,
     IntLinear,
+    Schedule,
     decode_waves,
     encode_order,
-    features,
-    waves,
 )
+
+
+def features(grid: torch.Tensor, coarser: torch.Tensor | None) -> torch.Tensor:
+    """The context's definition from whole grids (the reference for the schedule's gathers): (H*W, FEATURES),
+    raster order; neighbours outside the grid are 0, and so is the coarsest grid's parent."""
+    h, w = grid.shape
+    pad = torch.nn.functional.pad(grid, (2, 2, 2, 0))
+    cols = [pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in CONTEXT]
+    if coarser is None:
+        cols.append(torch.zeros_like(grid))
+    else:
+        cols.append(coarser.repeat_interleave(2, 0).repeat_interleave(2, 1)[:h, :w])
+    return torch.stack(cols, dim=-1).reshape(h * w, FEATURES)
+
+
+def waves(shapes: list[tuple[int, int]]) -> list[list[torch.Tensor]]:
+    """For each decoding step, the raster indices of the latents of each grid (finest first) decoded in it."""
+    sched = Schedule.of(shapes)
+    out = []
+    for a, b in zip(sched.bounds, sched.bounds[1:], strict=False):
+        idx = sched.order[a:b]
+        spans = zip(sched.offsets[:-1], sched.offsets[1:], strict=True)
+        out.append([idx[(idx >= lo) & (idx < hi)] - lo for lo, hi in spans])
+    return out
 
 
 def random_arm(g: torch.Generator, width: int = 16, hidden: int = 1, big: bool = False) -> IntARM:
@@ -111,6 +135,19 @@ def test_features_see_only_the_causal_neighbours_and_the_parent() -> None:
     # latent (1, 2) = 7: left 6, up 3, up-left 2, up-right 4, two left 5, two up (outside) 0,
     # up, two left 1, up, two right (outside) 0, two up, left 0, two up, right 0; parent (0, 1) = 200
     assert f[1 * 4 + 2].tolist() == [6, 3, 2, 4, 5, 0, 1, 0, 0, 0, 200]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (6, 9), (13, 5)])
+def test_the_schedule_gathers_each_latents_context_as_defined(size: tuple[int, int]) -> None:
+    g = torch.Generator().manual_seed(6)
+    grids = pyramid(g, *size)
+    sched = Schedule.of([tuple(x.shape) for x in grids])
+    flat = torch.cat([x.reshape(-1) for x in grids] + [torch.zeros(1, dtype=torch.int64)])
+    gathered = torch.empty(sched.offsets[-1], FEATURES, dtype=torch.int64)
+    gathered[sched.order] = flat[sched.context]
+    for i, grid in enumerate(grids):
+        want = features(grid, grids[i + 1] if i + 1 < len(grids) else None)
+        assert torch.equal(gathered[sched.offsets[i] : sched.offsets[i + 1]], want)
 
 
 def test_a_float_arm_rounds_to_an_integer_one_that_predicts_alike() -> None:

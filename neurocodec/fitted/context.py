@@ -117,40 +117,23 @@ class IntARM:
         return cls(layers[0], layers[1:-1], layers[-1])
 
 
-def coarser_up(coarser: Tensor | None, shape: tuple[int, int]) -> Tensor:
-    """The coarser grid's latent at each position of a grid of `shape` (its parent (r//2, c//2)); 0 for the coarsest."""
-    if coarser is None:
-        return torch.zeros(shape, dtype=torch.int64)
-    return coarser.repeat_interleave(2, 0).repeat_interleave(2, 1)[: shape[0], : shape[1]]
-
-
-def features(grid: Tensor, coarser: Tensor | None) -> Tensor:
-    """(H*W, FEATURES) integer context of every latent of `grid` (H, W), raster order, from whole grids.
-
-    Neighbours outside the grid are 0. The definition the schedule's gathers must reproduce (a test checks it).
-    """
-    h, w = grid.shape
-    pad = torch.nn.functional.pad(grid.to(torch.int64), (2, 2, 2, 0))
-    cols = [pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] for dy, dx in CONTEXT]
-    cols.append(coarser_up(coarser, (h, w)))
-    return torch.stack(cols, dim=-1).reshape(h * w, FEATURES)
-
-
 @dataclass
 class Schedule:
     """The decoding order of a latent pyramid and, for every latent, where its context lies.
 
     All grids (finest first) live in one flat buffer, grid after grid in raster order, plus one zero at the
-    end that stands for every neighbour outside its grid. `context[k]` are the buffer positions of latent
-    k's FEATURES; `order[bounds[s]:bounds[s + 1]]` the latents decoded in step s: grid i's latent (r, c) in
+    end that stands for every neighbour outside its grid. `order[k]` is the buffer position of the k-th
+    latent decoded and `context[k]` the positions of its FEATURES (neighbours outside the grid, and the
+    coarsest grid's missing parent, read the zero); `order[bounds[s]:bounds[s + 1]]` are the latents decoded
+    in step s: grid i's latent (r, c) in
     step (levels - 1 - i) + 3r + c (the coarser grids a step ahead, so a parent always comes earlier),
     coarser grids first within a step, raster order within a grid.
     """
 
     shapes: list[tuple[int, int]]
     offsets: list[int]
-    context: Tensor  # int64 (N, FEATURES)
     order: Tensor  # int64 (N,)
+    context: Tensor  # int64 (N, FEATURES), in decoding order
     bounds: list[int]
 
     @classmethod
@@ -178,26 +161,13 @@ class Schedule:
             keys.append((step * levels + (levels - 1 - i)) * (total + 1) + offsets[i] + r * w + c)
         key = torch.cat(keys)
         order = torch.argsort(key)
-        steps = torch.cat(keys)[order] // (levels * (total + 1))
-        counts = torch.bincount(steps) if total else torch.zeros(0, dtype=torch.int64)
+        counts = torch.bincount(key[order] // (levels * (total + 1)))  # latents per step
         bounds = [0, *torch.cumsum(counts, 0).tolist()]
-        return cls(list(shapes), offsets, torch.cat(contexts), order, bounds)
+        return cls(list(shapes), offsets, order, torch.cat(contexts)[order], bounds)
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """The grids (finest first) of a flat buffer."""
         return [flat[a:b].view(s) for a, b, s in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)]
-
-
-def waves(shapes: list[tuple[int, int]]) -> list[list[Tensor]]:
-    """For each decoding step, the raster indices of the latents of each grid (finest first) decoded in it."""
-    sched = Schedule.of(shapes)
-    out = []
-    for a, b in zip(sched.bounds, sched.bounds[1:], strict=False):
-        idx = sched.order[a:b]
-        out.append(
-            [idx[(idx >= lo) & (idx < hi)] - lo for lo, hi in zip(sched.offsets[:-1], sched.offsets[1:], strict=True)]
-        )
-    return out
 
 
 def decode_waves(
@@ -213,9 +183,8 @@ def decode_waves(
     """
     sched = Schedule.of(shapes)
     flat = torch.zeros(sched.offsets[-1] + 1, dtype=torch.int64 if reference else torch.float64)
-    context = sched.context[sched.order]  # in decoding order: each step reads a slice
     for a, b in zip(sched.bounds, sched.bounds[1:], strict=False):
-        mean, log_scale = arm(flat[context[a:b]], reference)
+        mean, log_scale = arm(flat[sched.context[a:b]], reference)
         flat[sched.order[a:b]] = decode(mean, log_scale).to(flat.dtype)
     return [g.to(torch.int64) for g in sched.split(flat[:-1])]
 
@@ -224,5 +193,5 @@ def encode_order(grids: list[Tensor], arm: IntARM, reference: bool = False) -> t
     """(values, mean_q8, log_scale_q8) of every latent in decoding order, in one pass: what the encoder codes."""
     sched = Schedule.of([tuple(g.shape) for g in grids])
     flat = torch.cat([g.reshape(-1).to(torch.int64) for g in grids] + [torch.zeros(1, dtype=torch.int64)])
-    mean, log_scale = arm(flat[sched.context[sched.order]], reference)
+    mean, log_scale = arm(flat[sched.context], reference)
     return flat[sched.order], mean, log_scale
