@@ -29,13 +29,11 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fitted_probe import RECIPE, fit
+from fitted_probe import RECIPE, centre_crop, fit, reference_curve, to_tensor
 
-from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
-from neurocodec.metrics import psnr
+from neurocodec.bench import rate_at_psnr
 
 RESULTS = Path(__file__).parent / "results" / "fitted_grid.jsonl"
 VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
@@ -45,36 +43,6 @@ REFERENCES = ("jpeg", "webp", "avif", "nic-e0", "nic-e3")
 def crop_key(text: str) -> int | str:
     """'256' -> 256 (a square), '768x512' stays a string: the key results are filed under."""
     return text if "x" in text else int(text)
-
-
-def centre_crop(path: Path, crop: int | str) -> Image.Image:
-    cw, ch = (int(v) for v in crop.split("x")) if isinstance(crop, str) else (crop, crop)
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        if h > w:  # an upright photo: an upright crop
-            cw, ch = ch, cw
-        left, top = (w - cw) // 2, (h - ch) // 2
-        return im.crop((left, top, left + cw, top + ch))
-
-
-def reference_curve(codec: str, image: Image.Image) -> list[tuple[float, float]]:
-    """(bpp, PSNR) points of one reference codec on this crop, real file sizes."""
-    a = np.asarray(image)
-    pixels = a.shape[0] * a.shape[1]
-    curve = []
-    if codec.startswith("nic"):
-        import neurocodec
-
-        effort = int(codec[-1])
-        for q in np.linspace(0, 100, 15 if effort == 0 else 8):
-            data = neurocodec.encode(a, quality=float(q), effort=effort)
-            curve.append((8 * len(data) / pixels, psnr(np.asarray(neurocodec.decode(data)), a)))
-    else:
-        for v in SWEEPS[codec]:
-            data = reference_encode(codec, image, v)
-            curve.append((8 * len(data) / pixels, psnr(np.asarray(reference_decode(data)), a)))
-    return curve
 
 
 def load() -> list[dict]:
@@ -187,9 +155,7 @@ def main(
         for its, name, lam in jobs[mine::workers]:
             if (name, lam, its) in done:
                 continue
-            im = crops[name]
-            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-            r = fit(x, lam, its)
+            r = fit(to_tensor(crops[name]), lam, its)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
             row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)

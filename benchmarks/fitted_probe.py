@@ -8,12 +8,12 @@ small MLP on 10 causal neighbours of the same level plus the co-located value of
 the next coarser level, Laplace output), learned 2x upsampling (one separable-free
 4x4 transposed convolution per stage, bilinear at start) and a small synthesis
 (1x1 7->16->3, two residual 3x3 layers), after the published recipe
-(Cool-chic 4.2/5.0, C3): Adam at 1e-2 with cosine decay. The rounding proxy is
-the autoencoder's (straight-through rounding for what the decoder sees, uniform
-noise for the rate); `--proxy soft` is soft rounding with annealed noise and a
-last tenth of true rounding, which here left the rate of the truly rounded
-latents 2-8x above its estimate (the context model learns to predict the soft
-values far too sharply). Rates are the context
+(Cool-chic 4.2/5.0, C3): Adam at 1e-2 with cosine decay. The rounding proxy
+(`--proxy soft`, the default) is C3's: soft rounding, Gaussian noise, soft
+rounding again, annealed, then a last phase of true rounding in which the
+latents stay as rounded and the networks learn them; `--proxy noise` is the
+autoencoder's (straight-through rounding for what the decoder sees, uniform
+noise for the rate). Rates are the context
 model's own estimate of the rounded latents (what an ideal arithmetic coder
 would write) plus the network parameters, quantised with the power-of-two step
 that costs least (their bits from a per-tensor Laplace estimate). Nothing here
@@ -207,7 +207,7 @@ def fit(
     model = Fitted(h, w, *widths)
     nets = [p for m in (model.arm, model.up, model.syn) for p in m.parameters()]
     opt = torch.optim.Adam([{"params": list(model.latents)}, {"params": nets}], lr=1e-2)
-    # Soft rounding ends with true rounding (c3x: 1,500 of 100,000 iterations), networks only at lr 1e-4.
+    # Soft rounding ends with true rounding (c3x: 1,500 of 100,000 iterations): latents fixed, networks at hard_lr.
     main = iterations if proxy == "noise" else iterations - min(1500, int(iterations * hard_fraction))
 
     def objective(t: Tensor, noise: Tensor, hard: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -259,25 +259,44 @@ def fit(
     }
 
 
-def reference_rate(codec: str, image: Image.Image, target: float) -> float:
-    """bpp a Pillow codec (or nic) needs for `target` dB on this image, interpolated on its curve."""
-    from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
+def centre_crop(path: str | Path, crop: int | str) -> Image.Image:
+    """The centre crop of a photo, RGB: N (a square) or 'WxH' (upright for an upright photo)."""
+    cw, ch = (int(v) for v in crop.split("x")) if isinstance(crop, str) else (crop, crop)
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        if h > w:
+            cw, ch = ch, cw
+        left, top = (w - cw) // 2, (h - ch) // 2
+        return im.crop((left, top, left + cw, top + ch))
+
+
+def to_tensor(image: Image.Image) -> Tensor:
+    """(1, 3, H, W) in [0, 1]: what `fit` takes."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def reference_curve(codec: str, image: Image.Image) -> list[tuple[float, float]]:
+    """(bpp, PSNR) points of a Pillow codec (jpeg, webp, avif: `nic bench`'s settings) or of nic's autoencoder
+    at an effort (nic-e0, nic-e3) on this image, real file sizes."""
+    from neurocodec.bench import SWEEPS, reference_decode, reference_encode
     from neurocodec.metrics import psnr
 
     a = np.asarray(image)
     pixels = a.shape[0] * a.shape[1]
     curve = []
-    if codec == "nic":
+    if codec.startswith("nic"):
         import neurocodec
 
-        for q in np.linspace(0, 100, 15):
-            data = neurocodec.encode(a, quality=float(q))
+        effort = int(codec[-1])
+        for q in np.linspace(0, 100, 15 if effort == 0 else 8):
+            data = neurocodec.encode(a, quality=float(q), effort=effort)
             curve.append((8 * len(data) / pixels, psnr(np.asarray(neurocodec.decode(data)), a)))
     else:
         for v in SWEEPS[codec]:
             data = reference_encode(codec, image, v)
             curve.append((8 * len(data) / pixels, psnr(np.asarray(reference_decode(data)), a)))
-    return rate_at_psnr(curve, target)
+    return curve
 
 
 @click.command()
@@ -314,18 +333,17 @@ def main(
     torch.set_num_threads(threads)
     print("| crop | lambda | bpp (latents + networks) | PSNR | ms/it | JPEG bpp | WebP bpp | AVIF bpp | nic bpp |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    from neurocodec.bench import rate_at_psnr
+
     for path in images:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            box = ((w - crop) // 2, (h - crop) // 2, (w - crop) // 2 + crop, (h - crop) // 2 + crop)
-            im = im.crop(box)
-        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        im = centre_crop(path, crop)
+        x = to_tensor(im)
+        curves = {c: reference_curve(c, im) for c in ("jpeg", "webp", "avif", "nic-e0")}  # once per crop
         for lam in (float(v) for v in lambdas.split(",")):
             r = fit(
                 x, lam, iterations, log_every, proxy, (arm_width, syn_width), hard_lr, hard_fraction, bf16, compiled
             )
-            refs = [reference_rate(c, im, r["psnr"]) for c in ("jpeg", "webp", "avif", "nic")]
+            refs = [rate_at_psnr(curve, r["psnr"]) for curve in curves.values()]
             cells = " | ".join("-" if not math.isfinite(v) else f"{v:.3f}" for v in refs)
             print(
                 f"| {Path(path).stem} | {lam:g} | {r['bpp']:.3f} ({r['latent_bpp']:.3f} + {r['net_bpp']:.3f}) | "
