@@ -65,15 +65,6 @@ def _sha256(path: Path, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def sums_stamp(folder: str | os.PathLike) -> tuple[int, int] | None:
-    """When and how big the SHA256SUMS of `folder` is (None: there is none), for caches that trust it."""
-    try:
-        st = (Path(folder) / SUMS_NAME).stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
 def listed_sums(folder: str | os.PathLike) -> dict[str, str]:
     """File name -> SHA-256 (hex) as the SHA256SUMS of `folder` lists them; empty if it has none."""
     listed = {}
@@ -99,8 +90,13 @@ def shipped_sums() -> dict[str, str]:
 
 
 def shipped_sums_stamp() -> tuple[int, int] | None:
-    """`sums_stamp` of the shipped retired folder, for caches of what it vouches for."""
-    return sums_stamp(_shipped_dir() / RETIRED_DIR)
+    """When and how big the shipped retired folder's SHA256SUMS is (None: there is none), for caches of what it
+    vouches for."""
+    try:
+        st = (_shipped_dir() / RETIRED_DIR / SUMS_NAME).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def vouched_identity(path: str | os.PathLike) -> bytes | None:
