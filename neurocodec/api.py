@@ -28,12 +28,23 @@ from PIL import Image
 
 from . import ratecontrol
 from .autoencoder import codec, refine
+from .autoencoder.gains import lambda_for
+from .devices import pick_device
 from .errors import NicError, NicWarning
+from .fitted import codec as fitted
 from .format import parse
 from .imageio import ImageLike, assemble
 from .metrics import psnr
 from .progress import Progress
-from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_PIXELS, check_effort, quality_x100
+from .settings import (
+    DEFAULT_EFFORT,
+    DEFAULT_QUALITY,
+    FIRST_FITTED,
+    FIT_ITERATIONS,
+    MAX_PIXELS,
+    check_effort,
+    quality_x100,
+)
 
 P = ParamSpec("P")
 
@@ -86,15 +97,27 @@ def encode_with_info(
     clock = _Clock()
     a = codec.analyse(image, device, weights, metadata, progress)
     clock.lap("analysis")
+    result = _autoencoder(a, q100, target, min(effort, FIRST_FITTED - 1), progress, clock)
+    if effort >= FIRST_FITTED:
+        result = _fitted(a, result, target, effort, progress, clock)
+    c, q, data = result
+    return data, _info(c, q, effort, clock, measured=effort > 0 or target is not None)
+
+
+def _autoencoder(
+    a: codec.Analysis, q100: int | None, target: ratecontrol.Target | None, effort: int, progress, clock: _Clock
+) -> ratecontrol.Result:
+    """The autoencoder's file at an effort (0-3): (what was coded, quality x 100, file)."""
     if target is None:
         if effort:
             a = refine.refine(a, q100, effort, progress=progress).analysis
             clock.lap("refinement")
         data = a.code(q100)
         clock.lap("coding")
-        return data, _info(a, q100, effort, clock, a if effort else None)
+        return a, q100, data
     q, data = ratecontrol.search(a, target)
     clock.lap("search")
+    result = (a, q, data)
     if effort:
         # Refinement moves size and PSNR: search again on the refined latents, keep the better file.
         refined = refine.refine(a, q, effort, progress=progress).analysis
@@ -102,9 +125,38 @@ def encode_with_info(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NicWarning)  # said once already, by the first search
             q_ref, data_ref = ratecontrol.search(refined, target)
-        a, q, data = ratecontrol.better((a, q, data), (refined, q_ref, data_ref), target)
+        result = ratecontrol.better(result, (refined, q_ref, data_ref), target)
         clock.lap("search")
-    return data, _info(a, q, effort, clock, a)
+    return result
+
+
+def _fitted(
+    a: codec.Analysis,
+    base: ratecontrol.Result,
+    target: ratecontrol.Target | None,
+    effort: int,
+    progress,
+    clock: _Clock,
+) -> ratecontrol.Result:
+    """The fitted file at the autoencoder result's quality, if it costs less than that result or, with a target,
+    meets the target better; else the autoencoder's. The cost is refinement's: bits per pixel + lambda * MSE
+    (0..255), lambda the autoencoder's own trade-off at that quality, and the fit minimises the same."""
+    q = base[1]
+    lam = refine.local_lambda(base[0], q, lambda_for(a.w.model.cfg.lambdas, q))
+    iterations = FIT_ITERATIONS[effort - FIRST_FITTED]
+    f = fitted.encode(a.img, q, 1 / (255**2 * lam), iterations, a.dev, progress=progress)
+    clock.lap("fitting")
+    candidate = (f, q, f.code())
+    clock.lap("coding")
+    if target is not None:
+        return ratecontrol.better(base, candidate, target)
+    return candidate if _cost(candidate, lam) < _cost(base, lam) else base
+
+
+def _cost(result: ratecontrol.Result, lam: float) -> float:
+    c, q, data = result
+    err = c.reconstruct(q).astype(np.float64) - c.source.astype(np.float64)
+    return 8 * len(data) / c.pixels + lam * float(np.mean(err**2))
 
 
 def _file_only(fn: Callable[P, tuple[bytes, EncodeInfo]]) -> Callable[P, bytes]:
@@ -133,11 +185,13 @@ class _Clock:
         self.last = now
 
 
-def _info(a: codec.Analysis, q100: int, effort: int, clock: _Clock, measured: codec.Analysis | None) -> EncodeInfo:
+def _info(c: ratecontrol.Codable, q100: int, effort: int, clock: _Clock, measured: bool) -> EncodeInfo:
     """What was done; the PSNR only where the work already ran the synthesis (one more pass is cheap beside it)."""
-    value = psnr(measured.reconstruct(q100), measured.source) if measured is not None else None
-    height, width = a.source.shape[:2]
-    return EncodeInfo(width, height, q100 / 100, value, effort, a.w.identity.hex(), str(a.dev), clock.seconds)
+    value = psnr(c.reconstruct(q100), c.source) if measured else None
+    height, width = c.source.shape[:2]
+    if isinstance(c, fitted.FittedImage):
+        return EncodeInfo(width, height, q100 / 100, value, effort, fitted.MODEL_ID.hex(), c.device, clock.seconds)
+    return EncodeInfo(width, height, q100 / 100, value, effort, c.w.identity.hex(), str(c.dev), clock.seconds)
 
 
 def _open(data: bytes, weights: str | os.PathLike | None, max_pixels: int | None):
@@ -148,6 +202,8 @@ def _open(data: bytes, weights: str | os.PathLike | None, max_pixels: int | None
             f"image of {f.width}x{f.height} exceeds the {limit}-pixel safety limit "
             "(raise it with --max-pixels / max_pixels= if you trust the file)"
         )
+    if f.model_id == fitted.MODEL_ID:
+        return f, None  # a fitted file carries its own decoder
     return f, codec.open_file(f, weights)
 
 
@@ -168,15 +224,24 @@ def decode(
     The image's info holds the ICC profile, EXIF and XMP the file kept.
     """
     f, w = _open(data, weights, max_pixels)
-    return assemble(codec.decode_pixels(f, w, device, exact_path, progress), f.layout, f.chunks)
+    if w is None:
+        rgb = fitted.decode_pixels(f, pick_device(device), exact_path)
+    else:
+        rgb = codec.decode_pixels(f, w, device, exact_path, progress)
+    return assemble(rgb, f.layout, f.chunks)
 
 
 @torch.no_grad()
 def decode_symbols(
     data: bytes, weights: str | os.PathLike | None = None, exact_path: str = "float64"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The entropy-decoded z and y symbols of a file (for exactness checks)."""
+    """The entropy-decoded symbols of a file (for exactness checks): z and y (autoencoder), or the network
+    integers and the latents (fitted), each flattened."""
     f, w = _open(data, weights, 0)
+    if w is None:
+        _, tensors, grids = fitted.decode_latents(f, exact_path)
+        flat = [torch.cat([t.values.reshape(-1) for t in tensors]), torch.cat([g.reshape(-1) for g in grids])]
+        return flat[0].numpy(), flat[1].numpy()
     z, v, _ = codec.decode_latents(f, w, exact_path)
     return z.numpy(), v.numpy()
 

@@ -2,9 +2,10 @@
 
 Quality 0..100 is stored in a .nic file as quality x 100 (an integer), so every
 machine derives the same gains from it. Effort levels spend encode time for fewer
-bits with the same decoder (like cwebp -m or cjxl -e): level 0 is the single
-pass of the autoencoder, and each higher level refines the image's latents with
-more gradient steps (`autoencoder.refine`).
+bits (like cwebp -m or cjxl -e): level 0 is the single pass of the autoencoder,
+levels 1-3 refine the image's latents with more gradient steps
+(`autoencoder.refine`, same decoder), and levels 4 and up fit latents and a tiny
+decoder to the image (`fitted`, the per-image mode), with more iterations each.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ Q100_MAX = 10000  # quality 100 as the file stores it (quality x 100)
 # Gradient steps of latent refinement per effort level (0: the plain single pass).
 # Gains flatten by ~60 steps; 30 give most of them (benchmarks/effort.py).
 REFINE_STEPS = (0, 15, 30, 80)
+# Fitting iterations of the fitted levels, from FIRST_FITTED on (benchmarks/fitted_grid.py: 3,000 need
+# 10-17 % more bits than 10,000 on 256x256 crops, 1,000 some 20 % more again).
+FIT_ITERATIONS = (1000, 3000, 10000)
+FIRST_FITTED = len(REFINE_STEPS)
 DEFAULT_EFFORT = 0
-MAX_EFFORT = len(REFINE_STEPS) - 1
+MAX_EFFORT = FIRST_FITTED + len(FIT_ITERATIONS) - 1
 # Decoding refuses files that declare more pixels than this (a decompression bomb
 # guard like Pillow's MAX_IMAGE_PIXELS); max_pixels= (or nic --max-pixels) raises it.
 MAX_PIXELS = 2 * 89_478_485

@@ -21,7 +21,7 @@ from neurocodec.autoencoder.refine import coded_cost, distortion_grad, local_lam
 from neurocodec.autoencoder.weights import load_weights
 from neurocodec.errors import NicError
 from neurocodec.format import parse
-from neurocodec.settings import MAX_EFFORT, quality_x100
+from neurocodec.settings import FIRST_FITTED, MAX_EFFORT, quality_x100
 
 QUALITY = 60.0
 SHORT = (0, 3, 6, 12)  # fewer steps per level than settings.REFINE_STEPS, to keep the tests fast
@@ -55,7 +55,7 @@ def test_effort_0_is_the_plain_encoder(example_crop):
 def test_higher_effort_never_raises_the_cost(example_crop):
     a = analyse(example_crop)
     q100 = quality_x100(QUALITY)
-    results = [refine(a, q100, effort, schedule=SHORT) for effort in range(MAX_EFFORT + 1)]
+    results = [refine(a, q100, effort, schedule=SHORT) for effort in range(FIRST_FITTED)]
     costs = [r.cost for r in results]
     assert all(later <= earlier for earlier, later in itertools.pairwise(costs)), costs
     assert costs[-1] < costs[0]
@@ -78,7 +78,7 @@ def test_refined_files_decode_and_cost_less(example_crop, short_levels, monkeypa
     """Whichever precision the gradient takes (bfloat16 where it is native), refinement pays."""
     monkeypatch.setattr(refine_module, "native_bf16", lambda dev: bf16)
     plain = neurocodec.encode(example_crop, quality=QUALITY)
-    refined = neurocodec.encode(example_crop, quality=QUALITY, effort=MAX_EFFORT)
+    refined = neurocodec.encode(example_crop, quality=QUALITY, effort=FIRST_FITTED - 1)
     assert refined != plain
     assert parse(refined).quality == QUALITY
     q100 = quality_x100(QUALITY)

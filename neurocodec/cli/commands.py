@@ -15,7 +15,15 @@ import click
 
 from .. import __version__
 from ..errors import NicError
-from ..settings import DEFAULT_EFFORT, DEFAULT_QUALITY, MAX_EFFORT, MAX_PIXELS, REFINE_STEPS
+from ..settings import (
+    DEFAULT_EFFORT,
+    DEFAULT_QUALITY,
+    FIRST_FITTED,
+    FIT_ITERATIONS,
+    MAX_EFFORT,
+    MAX_PIXELS,
+    REFINE_STEPS,
+)
 from .bench import bench
 from .common import STDIO, batch_options, friendly, weights_option
 
@@ -165,10 +173,15 @@ def main() -> None:
     default=DEFAULT_EFFORT,
     show_default=True,
     help="Encode time for fewer bits, like cwebp -m: 0 is one fast pass; "
-    + ", ".join(map(str, range(1, MAX_EFFORT + 1)))
+    + ", ".join(map(str, range(1, FIRST_FITTED)))
     + " refine each image's latents with "
     + ", ".join(map(str, REFINE_STEPS[1:]))
-    + f" gradient steps (level {MAX_EFFORT}: about 1.5 minutes per megapixel on 2 CPU cores). Same decoder and format.",
+    + f" gradient steps (level {FIRST_FITTED - 1}: about 1.5 minutes per megapixel on 2 CPU cores); "
+    + ", ".join(map(str, range(FIRST_FITTED, MAX_EFFORT + 1)))
+    + " fit a tiny decoder to each image ("
+    + ", ".join(f"{n:,}" for n in FIT_ITERATIONS)
+    + " iterations: minutes to an hour per image on a CPU, for archives or a GPU) and keep it when it beats "
+    f"level {FIRST_FITTED - 1}. Every file decodes with any level's decoder.",
 )
 @click.option(
     "--metadata",

@@ -1,0 +1,304 @@
+"""The fitted mode's encoder and decoder, as mirrors (FORMAT.md, "The fitted payload").
+
+Encode: fit latents and networks to the image (`fit.fit`), then quantise: the
+latents are rounded, the context model becomes integer (`context.IntARM`, one
+power-of-two weight step for all its layers, the one that codes latents and
+weights in the fewest bits), and every decoder tensor takes the power-of-two
+step with the least MSE + lambda * bits. Coded: the header chunk (architecture,
+each tensor's step and Laplace table), each network tensor's integers, then the
+latents wave by wave with the exact context model's tables (`laplace`).
+Decode: the same in reverse; only the float decoder may differ by rounding
+between machines, never the symbols.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..entropy.coder import Ordered, SectionDecoder, encode_sections
+from ..entropy.tables import COUNT_BITS
+from ..errors import NicError
+from ..format import NicFile
+from ..imageio import Prepared
+from ..progress import Progress, report
+from . import laplace
+from .context import ACT_FRAC_BITS, FEATURES, IntARM, IntLinear, Schedule, decode_waves, encode_order
+from .fit import fit
+from .model import DEFAULT, Architecture, Decoder, Fitted
+
+MODEL_ID = b"nicfit\x00\x01"  # the model field of every fitted file (mode version 1)
+CHUNK = b"FITM"
+_HEAD = struct.Struct("<BBBBB")
+MODE_VERSION = 1
+ARM_STEPS = range(5, 13)  # candidate weight steps 2**-k of the context model
+DECODER_STEPS = range(4, 17)  # ... and of each decoder tensor
+MAX_STEP = 24
+MAX_PIXELS = 4 << 20  # a fit holds the whole image's activations: larger images take the autoencoder's tiles
+
+
+@dataclass
+class CodedTensor:
+    """One network tensor as coded: integers at step 2**-step, modelled by Laplace table `scale` (mean 0)."""
+
+    values: torch.Tensor  # int64
+    step: int
+    scale: int
+
+    @classmethod
+    def of(cls, x: torch.Tensor, step: int) -> CodedTensor:
+        v = torch.round(x.detach().double().cpu() * 2.0**step).to(torch.int64)
+        return cls(v, step, scale_index(v))
+
+    def float(self) -> torch.Tensor:
+        return self.values.double().mul(2.0**-self.step).float()
+
+    def table_ids(self) -> np.ndarray:
+        return zero_mean_ids(self.scale, self.values.numel())
+
+    def bits(self) -> float:
+        return table_bits(self.values.reshape(-1), torch.zeros(1, dtype=torch.int64), self.table_ids())
+
+
+def zero_mean_ids(scale: int, n: int) -> np.ndarray:
+    """The table ids of n zero-mean values with Laplace scale index `scale`."""
+    zero = torch.zeros(1, dtype=torch.int64)
+    fraction = int(laplace.params(zero, zero + laplace.LN_SCALE_MIN_Q8)[1][0])  # scale index 0: the id is the fraction
+    return np.full(n, scale * laplace.FRACTIONS + fraction, dtype=np.int64)
+
+
+def scale_index(v: torch.Tensor) -> int:
+    """The Laplace table whose scale fits v best (the mean absolute value is the scale's estimate)."""
+    b = max(float(v.abs().double().mean()) if v.numel() else 0.0, 1e-3)
+    ln_q8 = torch.tensor([round(math.log(b) * 256)], dtype=torch.int64)
+    return int(laplace.params(torch.zeros(1, dtype=torch.int64), ln_q8)[1][0]) // laplace.FRACTIONS
+
+
+def table_bits(symbols: torch.Tensor, centre: torch.Tensor, ids: np.ndarray) -> float:
+    """What coding these symbols with these tables costs, in bits (escapes at their varint's size)."""
+    t = laplace.tables()
+    d = (symbols - centre).numpy().astype(np.int64)
+    local = d - t.lows[ids]
+    escape = t.lengths[ids] - 1
+    out = (local < 0) | (local >= escape)
+    counts = t.counts[t.offsets[ids] + np.where(out, escape, local)].astype(np.float64)
+    total = float(np.sum(COUNT_BITS - np.log2(counts)))
+    big = np.abs(d[out])
+    return total + float(np.sum(8 * np.maximum(1, np.ceil((np.log2(2 * big + 2)) / 7))))
+
+
+def arm_tensors(model: Fitted, step: int) -> list[CodedTensor]:
+    """The context model's weights and biases (first, hidden..., last), all at step 2**-step."""
+    return [CodedTensor.of(p, step) for layer in model.arm.layers() for p in (layer.weight, layer.bias)]
+
+
+def int_arm(tensors: list[CodedTensor]) -> IntARM:
+    """The exact context model of coded tensors; a bias's step is its weights' (shifted to the accumulator's)."""
+    layers = []
+    pairs = list(zip(tensors[::2], tensors[1::2], strict=True))
+    for k, (w, b) in enumerate(pairs):
+        in_bits = 0 if k == 0 else ACT_FRAC_BITS
+        layers.append(IntLinear(w.values, b.values << in_bits, w.step, relu=k < len(pairs) - 1))
+    return IntARM(layers[0], layers[1:-1], layers[-1])
+
+
+def latent_symbols(grids: list[torch.Tensor], arm: IntARM) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Every latent in decoding order, its table's centre and its table id."""
+    values, mean, log_scale = encode_order(grids, arm)
+    centre, ids = laplace.params(mean, log_scale)
+    return values, centre, ids.numpy()
+
+
+@dataclass
+class FittedImage:
+    """One image fitted at one quality: everything its file holds, and the pixels it decodes to."""
+
+    img: Prepared
+    q100: int
+    arch: Architecture
+    arm: list[CodedTensor]
+    decoder: list[CodedTensor]
+    grids: list[torch.Tensor]  # int64 latents, finest first
+    pixels_: np.ndarray  # what the decoder shows (computed where the encoder ran)
+    device: str  # where the fit ran
+
+    @property
+    def pixels(self) -> int:
+        return self.img.rgb.shape[0] * self.img.rgb.shape[1]
+
+    @property
+    def source(self) -> np.ndarray:
+        return self.img.rgb
+
+    def code(self, q100: int | None = None) -> bytes:
+        """The .nic file (a fitted image has one quality: q100, if given, must be it)."""
+        self._same(q100)
+        tensors = self.arm + self.decoder
+        head = _HEAD.pack(
+            MODE_VERSION, self.arch.levels, self.arch.arm_width, self.arch.arm_hidden, self.arch.syn_width
+        )
+        head += bytes(v for t in tensors for v in (t.step, t.scale))
+        sections: list = [(t.values.reshape(-1).numpy(), t.table_ids(), laplace.tables()) for t in tensors]
+        values, centre, ids = latent_symbols(self.grids, int_arm(self.arm))
+        bounds = Schedule.of([tuple(g.shape) for g in self.grids]).bounds
+        sections.append(Ordered((values - centre).numpy(), ids, laplace.tables(), bounds))
+        ans, overflow = encode_sections(sections)
+        height, width = self.img.rgb.shape[:2]
+        chunks = {CHUNK: head, **self.img.chunks()}
+        return NicFile(width, height, self.q100, MODEL_ID, ans, overflow, self.img.layout, chunks).to_bytes()
+
+    def reconstruct(self, q100: int | None = None) -> np.ndarray:
+        self._same(q100)
+        return self.pixels_
+
+    def _same(self, q100: int | None) -> None:
+        if q100 is not None and q100 != self.q100:
+            raise ValueError(f"this image was fitted at quality x 100 = {self.q100}, not {q100}")
+
+
+def _to_pixels(out: torch.Tensor) -> np.ndarray:
+    return (out[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _load(decoder: Decoder, tensors: list[CodedTensor]) -> None:
+    with torch.no_grad():
+        for p, t in zip(decoder.parameters(), tensors, strict=True):
+            p.copy_(t.float().view_as(p))
+
+
+@torch.no_grad()
+def _quantise_decoder(model: Fitted, q: list[torch.Tensor], x: torch.Tensor, lam: float) -> list[CodedTensor]:
+    """Each decoder tensor at the step with the least MSE + lam * bits per pixel (one tensor at a time, in order)."""
+    pixels = x.shape[2] * x.shape[3]
+    chosen = []
+    for p in model.decoder.parameters():
+        original = p.detach().clone()
+        best = None
+        for step in DECODER_STEPS:
+            t = CodedTensor.of(original, step)
+            p.copy_(t.float().view_as(p))
+            cost = float((model.decoder(q).clamp(0, 1) - x).square().mean()) + lam * t.bits() / pixels
+            if best is None or cost < best[0]:
+                best = (cost, t)
+        p.copy_(best[1].float().view_as(p))
+        chosen.append(best[1])
+    return chosen
+
+
+def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]:
+    """The context model's step that codes latents and its own parameters in the fewest bits."""
+    best = None
+    for step in ARM_STEPS:
+        tensors = arm_tensors(model, step)
+        try:
+            arm = int_arm(tensors)
+            arm.check()
+        except ValueError:
+            continue
+        values, centre, ids = latent_symbols(grids, arm)
+        bits = table_bits(values, centre, ids) + sum(t.bits() for t in tensors)
+        if best is None or bits < best[0]:
+            best = (bits, tensors)
+    if best is None:
+        raise NicError("the fitted context model does not fit the exact integer format (try a lower effort)")
+    return best[1]
+
+
+def encode(
+    img: Prepared,
+    q100: int,
+    lam: float,
+    iterations: int,
+    device: torch.device,
+    arch: Architecture = DEFAULT,
+    progress: Progress | None = None,
+) -> FittedImage:
+    """Fit the image for MSE (0..1) + lam * bits per pixel, quantise, and return what its file holds."""
+    height, width = img.rgb.shape[:2]
+    if height * width > MAX_PIXELS:
+        raise NicError(
+            f"the fitted efforts take images of at most {MAX_PIXELS} pixels ({width}x{height} given): "
+            "use effort 3 or lower for larger images"
+        )
+    x = torch.from_numpy(np.ascontiguousarray(img.rgb)).to(device).permute(2, 0, 1)[None].float() / 255
+    model = fit(x, lam, iterations, arch, progress)
+    grids = model.rounded()
+    arm = _quantise_arm(model, grids)
+    report(progress, "quantisation", 1, 2)
+    q = [g.to(device).double().float()[None, None] for g in grids]
+    decoder = _quantise_decoder(model, q, x, lam)
+    report(progress, "quantisation", 2, 2)
+    out = model.decoder(q)
+    return FittedImage(img, q100, arch, arm, decoder, grids, _to_pixels(out), str(device))
+
+
+def _read_header(f: NicFile) -> tuple[Architecture, list[tuple[int, int]]]:
+    head = f.chunks.get(CHUNK)
+    if head is None or len(head) < _HEAD.size:
+        raise NicError("corrupted .nic file (fitted header missing)")
+    version, levels, arm_width, arm_hidden, syn_width = _HEAD.unpack_from(head)
+    if version != MODE_VERSION:
+        raise NicError(f"unsupported fitted mode version {version} (a newer nic may read it)")
+    arch = Architecture(levels, arm_width, arm_hidden, syn_width)
+    try:
+        arch.check()
+    except ValueError as e:
+        raise NicError(f"corrupted .nic file ({e})") from None
+    n = 2 * (arm_hidden + 2) + sum(1 for _ in Decoder(arch).parameters())
+    rest = head[_HEAD.size :]
+    if len(rest) != 2 * n:
+        raise NicError("corrupted .nic file (fitted header of the wrong length)")
+    pairs = [(rest[2 * i], rest[2 * i + 1]) for i in range(n)]
+    if any(step > MAX_STEP or scale >= laplace.SCALES for step, scale in pairs):
+        raise NicError("corrupted .nic file (bad fitted tensor header)")
+    return arch, pairs
+
+
+def _shapes(arch: Architecture) -> list[tuple[int, ...]]:
+    """The coded tensors' shapes, in file order."""
+    w, h = arch.arm_width, arch.arm_hidden
+    arm = [(w, FEATURES), (w,)] + [(w, w), (w,)] * h + [(2, w), (2,)]
+    return arm + [tuple(p.shape) for p in Decoder(arch).parameters()]
+
+
+def decode_latents(
+    f: NicFile, exact_path: str = "float64"
+) -> tuple[Architecture, list[CodedTensor], list[torch.Tensor]]:
+    """The mirror of `FittedImage.code`: the architecture, the coded tensors and the latent grids."""
+    if exact_path not in ("float64", "int64"):
+        raise NicError(f"unknown exact_path {exact_path!r} (float64 or int64)")
+    arch, pairs = _read_header(f)
+    tables = laplace.tables()
+    dec = SectionDecoder(f.ans, f.overflow)
+    tensors = []
+    for shape, (step, scale) in zip(_shapes(arch), pairs, strict=True):
+        values = dec.decode(zero_mean_ids(scale, math.prod(shape)), tables)
+        tensors.append(CodedTensor(torch.from_numpy(values).view(shape), step, scale))
+    n_arm = 2 * (arch.arm_hidden + 2)
+    arm = int_arm(tensors[:n_arm])
+    try:
+        arm.check()
+    except ValueError as e:
+        raise NicError(f"corrupted .nic file ({e})") from None
+
+    def next_symbols(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        centre, ids = laplace.params(mean, log_scale)
+        return torch.from_numpy(dec.decode_ordered(ids.numpy(), tables)) + centre
+
+    grids = decode_waves(arm, arch.shapes(f.height, f.width), next_symbols, reference=exact_path == "int64")
+    dec.finish()
+    return arch, tensors, grids
+
+
+@torch.no_grad()
+def decode_pixels(f: NicFile, device: torch.device, exact_path: str = "float64") -> np.ndarray:
+    """The RGB pixels of a parsed fitted file."""
+    arch, tensors, grids = decode_latents(f, exact_path)
+    decoder = Decoder(arch)
+    _load(decoder, tensors[2 * (arch.arm_hidden + 2) :])
+    decoder.to(device)
+    return _to_pixels(decoder([g.to(device).float()[None, None] for g in grids]))

@@ -1,0 +1,68 @@
+"""Fitting the networks and latents to one image: the recipe of Cool-chic's c3x preset, in short.
+
+Loss: MSE (pixels 0..1) + lambda * bits per pixel. Adam at 1e-2, cosine decay.
+The rounding proxy is C3's (`model.quantize`): soft rounding with temperature
+0.3 -> 0.1 and Gaussian noise 0.25 -> 0.1 around it; the last 10 % of the
+iterations (at most 1,500) are truly rounded, with the latents fixed as
+rounded and the networks learning them at 1e-3 cosine to 1e-4 (rounding the
+latents straight through with rate gradients made 3,000 iterations worse than
+1,000: benchmarks/results/fitted_grid.jsonl, recipe c3x-soft-1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..progress import Progress, report
+from .model import DEFAULT, Architecture, Fitted
+
+# What `fit` does, for results files: change it whenever the recipe changes.
+RECIPE = (
+    "c3x-soft-3: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
+    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]"
+)
+LR = 1e-2
+HARD_LR = 1e-3
+HARD_FRACTION = 0.1
+HARD_MAX = 1500
+
+
+def fit(
+    x: Tensor,
+    lam: float,
+    iterations: int,
+    arch: Architecture = DEFAULT,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> Fitted:
+    """Fit a model to x (1, 3, H, W) in 0..1 on x's device for MSE + lam * bits per pixel."""
+    torch.manual_seed(seed)
+    h, w = x.shape[2], x.shape[3]
+    model = Fitted(arch, h, w).to(x.device)
+    nets = [p for m in (model.arm, model.decoder) for p in m.parameters()]
+    opt = torch.optim.Adam([{"params": list(model.latents)}, {"params": nets}], lr=LR)
+    soft = iterations - min(HARD_MAX, int(iterations * HARD_FRACTION))
+    for it in range(iterations):
+        hard = it >= soft
+        frac = min(it / max(soft, 1), 1.0)
+        if hard:
+            tail = (it - soft) / max(iterations - soft, 1)
+            lrs = (0.0, HARD_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail))))
+        else:
+            lrs = (1e-5 + (LR - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac)),) * 2
+        for g, lr in zip(opt.param_groups, lrs, strict=True):
+            g["lr"] = lr
+        t = torch.tensor(0.3 - 0.2 * frac, device=x.device)
+        noise = torch.tensor(0.25 - 0.15 * frac, device=x.device)
+        out, bits = model(t, noise, hard)
+        loss = (out - x).square().mean() + lam * bits / (h * w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if it % 10 == 9 or it == iterations - 1:
+            report(progress, "fitting", it + 1, iterations)
+    return model.eval()

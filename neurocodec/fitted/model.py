@@ -1,0 +1,179 @@
+"""The fitted mode's networks in float, as the encoder fits them to one image.
+
+A latent pyramid (one channel per level, 1/1 to 1/2**(levels-1) of the image)
+is decoded by a `Decoder`: learned 2x upsampling of every level to full
+resolution (a 4x4 transposed convolution per stage, bilinear at start), then a
+small synthesis (1x1 levels -> width -> 3, two residual 3x3 layers). The
+latents' rate comes from the `ARM`, a residual MLP over each latent's causal
+neighbours and its coarser parent (`context.CONTEXT`) with a Laplace output:
+its integer twin (`context.IntARM`) is what the file's decoder runs.
+
+During the fit the latents are fitted at 1/GAIN scale (Adam's steps stay small,
+Cool-chic's encoder gain) and pass through C3's rounding proxy: soft rounding,
+Gaussian noise, soft rounding again, annealed towards true rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .context import CONTEXT, FEATURES, MAX_WIDTH
+from .laplace import bits as laplace_bits
+
+GAIN = 16.0
+MAX_LEVELS = 12
+MAX_HIDDEN = 4
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of the fitted networks: stored in each file, so a decoder builds the same ones."""
+
+    levels: int = 7
+    arm_width: int = 16
+    arm_hidden: int = 1
+    syn_width: int = 16
+
+    def check(self) -> None:
+        ok = 1 <= self.levels <= MAX_LEVELS and 0 <= self.arm_hidden <= MAX_HIDDEN
+        if not (ok and 1 <= self.arm_width <= MAX_WIDTH and 1 <= self.syn_width <= MAX_WIDTH):
+            raise ValueError(f"unsupported fitted architecture {self}")
+
+    def shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The latent grids' (rows, columns), finest first."""
+        return [(-(-height // 2**i), -(-width // 2**i)) for i in range(self.levels)]
+
+
+DEFAULT = Architecture()
+
+
+def soft_round(x: Tensor, t: Tensor) -> Tensor:
+    """Agustsson & Theis (2020): a differentiable rounding that hardens as t falls."""
+    m = torch.floor(x) + 0.5
+    return m + torch.tanh((x - m) / t) / (2 * torch.tanh(0.5 / t))
+
+
+def quantize(x: Tensor, t: Tensor, noise: Tensor, hard: bool) -> Tensor:
+    """C3's proxy: soft rounding, Gaussian noise of standard deviation `noise`, soft rounding again;
+    `hard`: true rounding (no gradient reaches the latents: the last phase fits the networks only)."""
+    if hard:
+        return torch.round(x).detach()
+    return soft_round(soft_round(x, t) + noise * torch.randn_like(x), t)
+
+
+class ARM(nn.Module):
+    """The context model in float: features -> (mean, log-scale) of each latent's Laplace."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.first = nn.Linear(FEATURES, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(hidden))
+        self.last = nn.Linear(width, 2)
+        nn.init.zeros_(self.last.weight)
+        with torch.no_grad():
+            self.last.bias.copy_(torch.tensor([0.0, 1.0]))  # b = e at the start
+
+    @staticmethod
+    def features(q: Tensor, coarser: Tensor | None) -> Tensor:
+        """(H*W, FEATURES): the causal neighbours (zero outside the grid) and the coarser grid's co-located latent,
+        as `context.Schedule` gathers them for the decoder."""
+        h, w = q.shape[2], q.shape[3]
+        pad = F.pad(q, (2, 2, 2, 0))
+        feats = [pad[:, :, 2 + dr : 2 + dr + h, 2 + dc : 2 + dc + w] for dr, dc in CONTEXT]
+        if coarser is None:
+            feats.append(torch.zeros_like(q))
+        else:
+            feats.append(coarser.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)[:, :, :h, :w])
+        return torch.cat(feats, dim=1).permute(0, 2, 3, 1).reshape(-1, FEATURES)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        x = F.relu(self.first(features))
+        for layer in self.hidden:
+            x = x + F.relu(layer(x))
+        mean, log_scale = self.last(x).float().unbind(dim=1)
+        return mean, log_scale
+
+    def bits(self, q: list[Tensor]) -> Tensor:
+        """The bits of a pyramid of (rounded or proxy) latents, finest first."""
+        total = q[0].new_zeros(())
+        for i, g in enumerate(q):
+            mean, log_scale = self(self.features(g, q[i + 1] if i + 1 < len(q) else None))
+            total = total + laplace_bits(g.reshape(-1), mean, log_scale).sum()
+        return total
+
+    def layers(self) -> list[nn.Linear]:
+        return [self.first, *self.hidden, self.last]
+
+
+class Upsampling(nn.Module):
+    """Learned 2x upsampling, one 4x4 transposed convolution per stage, shared by the grids passing through."""
+
+    def __init__(self, levels: int) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4
+        self.kernels = nn.Parameter((k[:, None] * k[None, :]).repeat(max(levels - 1, 0), 1, 1))
+
+    def forward(self, grids: list[Tensor]) -> Tensor:
+        """Grids finest first -> (1, levels, H, W): every grid at full resolution."""
+        x = grids[-1]
+        for stage in range(len(grids) - 2, -1, -1):
+            c = x.shape[1]
+            w = self.kernels[stage].view(1, 1, 4, 4).repeat(c, 1, 1, 1)
+            x = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, stride=2, padding=3, groups=c)
+            target = grids[stage]
+            x = torch.cat([target, x[:, :, : target.shape[2], : target.shape[3]]], dim=1)
+        return x
+
+
+class Synthesis(nn.Module):
+    def __init__(self, levels: int, width: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(levels, width, 1)
+        self.b = nn.Conv2d(width, 3, 1)
+        self.r1 = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
+        self.r2 = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
+        for layer in (self.r1, self.r2):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.b(F.relu(self.a(x)))
+        x = x + F.relu(self.r1(x))
+        return x + self.r2(x)
+
+
+class Decoder(nn.Module):
+    """Latent pyramid (integer-valued, finest first) -> picture (1, 3, H, W), 0..1 nominal."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.up = Upsampling(arch.levels)
+        self.syn = Synthesis(arch.levels, arch.syn_width)
+
+    def forward(self, q: list[Tensor]) -> Tensor:
+        h, w = q[0].shape[2], q[0].shape[3]
+        return self.syn(self.up([g / GAIN for g in q]))[:, :, :h, :w]
+
+
+class Fitted(nn.Module):
+    """Everything the encoder fits: latents, context model and decoder."""
+
+    def __init__(self, arch: Architecture, height: int, width: int) -> None:
+        super().__init__()
+        self.arch = arch
+        self.latents = nn.ParameterList(nn.Parameter(torch.zeros(1, 1, h, w)) for h, w in arch.shapes(height, width))
+        self.arm = ARM(arch.arm_width, arch.arm_hidden)
+        self.decoder = Decoder(arch)
+
+    def forward(self, t: Tensor, noise: Tensor, hard: bool) -> tuple[Tensor, Tensor]:
+        """The picture and the latents' bits under the rounding proxy (true rounding if `hard`)."""
+        q = [quantize(p * GAIN, t, noise, hard) for p in self.latents]
+        return self.decoder(q), self.arm.bits(q)
+
+    def rounded(self) -> list[Tensor]:
+        """The latents as the file codes them: integers (int64, (rows, columns) each), finest first."""
+        return [torch.round(p.detach() * GAIN)[0, 0].cpu().to(torch.int64) for p in self.latents]

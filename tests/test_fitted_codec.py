@@ -1,0 +1,150 @@
+"""The fitted mode end to end: tiny images fitted for a few iterations, coded, decoded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import smooth_image, torch_settings
+from PIL import Image
+
+import neurocodec
+from neurocodec import api
+from neurocodec.errors import NicError
+from neurocodec.fitted import codec as fitted
+from neurocodec.format import parse
+from neurocodec.imageio import prepare
+from neurocodec.settings import FIRST_FITTED, MAX_EFFORT
+
+ITERATIONS = 40
+LAM = 0.002  # MSE (0..1) + LAM * bits per pixel: a middle rate
+
+
+def _fit(image, iterations: int = ITERATIONS, q100: int = 5000) -> fitted.FittedImage:
+    return fitted.encode(prepare(image), q100, LAM, iterations, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def odd() -> fitted.FittedImage:
+    return _fit(smooth_image(19, 27, seed=3))
+
+
+def test_round_trip_of_an_odd_sized_image(odd):
+    data = odd.code()
+    f = parse(data)
+    assert (f.width, f.height, f.quality_x100, f.model_id) == (27, 19, 5000, fitted.MODEL_ID)
+    out = np.asarray(neurocodec.decode(data))
+    assert out.shape == (19, 27, 3)
+    # The decoder runs the same float networks on the same symbols: at most a rounding step apart.
+    assert np.abs(out.astype(int) - odd.reconstruct().astype(int)).max() <= 1
+    nets, latents = api.decode_symbols(data)
+    assert np.array_equal(latents, np.concatenate([g.reshape(-1).numpy() for g in odd.grids]))
+    assert np.array_equal(nets, np.concatenate([t.values.reshape(-1).numpy() for t in odd.arm + odd.decoder]))
+
+
+def test_fitting_learns_the_image(odd):
+    """After a few iterations the picture is nearer the image than a flat grey one."""
+    src = odd.source.astype(float)
+    assert np.mean((odd.reconstruct() - src) ** 2) < np.mean((src - src.mean()) ** 2)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 7), (9, 1)])
+def test_tiny_shapes(shape):
+    img = smooth_image(*shape, seed=1) if min(shape) > 1 else np.full((*shape, 3), 77, np.uint8)
+    f = _fit(img, iterations=12)
+    out = np.asarray(neurocodec.decode(f.code()))
+    assert out.shape == (*shape, 3)
+
+
+def test_symbols_do_not_depend_on_threads_onednn_or_the_reference_path(odd):
+    data = odd.code()
+    expected = api.decode_symbols(data)
+    for threads, onednn in ((1, True), (2, True), (2, False)):
+        with torch_settings(threads, onednn):
+            got = api.decode_symbols(data)
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+    ref = api.decode_symbols(data, exact_path="int64")
+    assert all(np.array_equal(a, b) for a, b in zip(ref, expected))
+
+
+def test_the_file_is_what_its_parts_cost(odd):
+    """The entropy coder writes about the bits the encoder's own cost said (it chose steps by them)."""
+    values, centre, ids = fitted.latent_symbols(odd.grids, fitted.int_arm(odd.arm))
+    estimate = fitted.table_bits(values, centre, ids) + sum(t.bits() for t in odd.arm + odd.decoder)
+    f = parse(odd.code())
+    coded = 8 * (len(f.ans) + len(f.overflow))
+    assert estimate <= coded <= estimate + 64 + 32 * 2  # ANS words round up; a few words of coder state
+
+
+def test_grey_and_alpha_keep_their_layout():
+    rgb = smooth_image(12, 10, seed=5)
+    la = Image.fromarray(np.dstack([rgb[:, :, 0], (rgb[:, :, 1] > 120).astype(np.uint8) * 255]), "LA")
+    f = _fit(la, iterations=12)
+    out = neurocodec.decode(f.code())
+    assert out.mode == "LA" and out.size == (10, 12)
+    assert np.array_equal(np.asarray(out)[:, :, 1], np.asarray(la)[:, :, 1])  # alpha is lossless
+
+
+def _corrupt(data: bytes, pos: int, value: int) -> bytes:
+    import struct
+    import zlib
+
+    body = bytearray(data[:-4])
+    body[pos] = value
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def test_bad_fitted_headers_are_refused(odd):
+    data = odd.code()
+    f = parse(data)
+    head = f.chunks[fitted.CHUNK]
+    start = data.index(fitted.CHUNK) + 8  # the chunk's data, after its tag and length
+    assert data[start : start + len(head)] == head
+    for offset, value, message in (
+        (0, 9, "fitted mode version"),  # mode version
+        (1, 0, "architecture"),  # no levels
+        (2, 0, "architecture"),  # ARM width 0
+        (5, 200, "tensor header"),  # a step beyond the format's
+        (6, 255, "tensor header"),  # a Laplace table that does not exist
+    ):
+        with pytest.raises(NicError, match=message):
+            neurocodec.decode(_corrupt(data, start + offset, value))
+
+
+def test_corrupted_payloads_fail_cleanly(odd):
+    data = odd.code()
+    rng = np.random.default_rng(0)
+    failures = 0
+    for _ in range(40):
+        pos = int(rng.integers(38, len(data) - 4))
+        try:
+            neurocodec.decode(_corrupt(data, pos, int(data[pos]) ^ (1 << int(rng.integers(8)))))
+        except NicError:
+            failures += 1
+    assert failures > 0
+
+
+@pytest.fixture
+def short_fits(monkeypatch):
+    monkeypatch.setattr(api, "FIT_ITERATIONS", (10, 20, 30))
+
+
+def test_cost_never_rises_with_effort(short_fits):
+    """Each fitted level keeps the autoencoder's effort-3 file unless its own costs less (bits per pixel +
+    lambda * MSE at the autoencoder's lambda): on a tiny image the networks rarely pay."""
+    img = smooth_image(24, 20, seed=2)
+    q100 = 5000
+    a3 = api.refine.refine(api.codec.analyse(img), q100, FIRST_FITTED - 1).analysis
+    lam = api.refine.local_lambda(a3, q100, api.lambda_for(a3.w.model.cfg.lambdas, q100))
+
+    def cost(data: bytes) -> float:
+        out = np.asarray(neurocodec.decode(data)).astype(np.float64)
+        return 8 * len(data) / (24 * 20) + lam * float(np.mean((out - img) ** 2))
+
+    base = neurocodec.encode(img, quality=50, effort=FIRST_FITTED - 1)
+    costs = [cost(base)]
+    for effort in range(FIRST_FITTED, MAX_EFFORT + 1):
+        data = neurocodec.encode(img, quality=50, effort=effort)
+        assert data == base or parse(data).model_id == fitted.MODEL_ID
+        costs.append(cost(data))
+    assert all(c <= costs[0] for c in costs[1:]), costs
