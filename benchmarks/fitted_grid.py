@@ -1,10 +1,13 @@
-"""Issue 17, step 8: the fitted probe over a grid of photos, rates and iteration budgets, resumable.
+"""The fitted mode over a grid of photos, rates and iteration budgets, real files, resumable.
 
     python benchmarks/fitted_grid.py                       # runs what is missing, then reports
     python benchmarks/fitted_grid.py --report              # only the report, from the results file
     nice -n 10 python benchmarks/fitted_grid.py > log &    # in the background, over sessions
 
-Every finished fit (photo, crop, lambda, iterations, recipe) is one JSON line in
+Each fit is the codec's own (`neurocodec.fitted.codec.encode`: fit, quantise, code): its
+bpp is the .nic file's size and its PSNR that of the file as `neurocodec.decode` shows it;
+the encode and decode seconds are measured too. Every finished fit (photo, crop, lambda,
+iterations, recipe) is one JSON line in
 benchmarks/results/fitted_grid.jsonl, appended as it finishes, so a run stopped
 anywhere resumes where it was (commit the file between sessions). Cheap budgets
 run first over all photos and rates, then the next budget. The reference curves
@@ -15,25 +18,31 @@ The report gives, per budget, the rate each fitted point needs relative to each
 reference at the same RGB PSNR (the reference's curve on the same crop,
 interpolated in log-rate), as a geometric mean over all points: -20 % means 20 %
 fewer bits. It needs no four-point fit, so three rates suffice. Figures rest on
-the photos and points the table names; the recipe is `fitted_probe.RECIPE`.
+the photos and points the table names; the recipe is `neurocodec.fitted.fit.RECIPE`.
+Rows of earlier recipes (`c3x-soft-1`, `c3x-soft-2`: the prototype's rate estimates, no
+files) stay in the file; `--recipe` reports them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fitted_probe import RECIPE, centre_crop, fit, reference_curve, to_tensor
-
-from neurocodec.bench import rate_at_psnr
+import neurocodec
+from neurocodec.autoencoder.gains import lambda_for
+from neurocodec.autoencoder.weights import load_weights
+from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
+from neurocodec.fitted import codec as fitted
+from neurocodec.fitted.fit import RECIPE
+from neurocodec.imageio import prepare
+from neurocodec.metrics import psnr
 
 RESULTS = Path(__file__).parent / "results" / "fitted_grid.jsonl"
 VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
@@ -43,6 +52,66 @@ REFERENCES = ("jpeg", "webp", "avif", "nic-e0", "nic-e3")
 def crop_key(text: str) -> int | str:
     """'256' -> 256 (a square), '768x512' stays a string: the key results are filed under."""
     return text if "x" in text else int(text)
+
+
+def centre_crop(path: str | Path, crop: int | str) -> Image.Image:
+    """The centre crop of a photo, RGB: N (a square) or 'WxH' (upright for an upright photo)."""
+    cw, ch = (int(v) for v in crop.split("x")) if isinstance(crop, str) else (crop, crop)
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        if h > w:
+            cw, ch = ch, cw
+        left, top = (w - cw) // 2, (h - ch) // 2
+        return im.crop((left, top, left + cw, top + ch))
+
+
+def reference_curve(codec: str, image: Image.Image) -> list[tuple[float, float]]:
+    """(bpp, PSNR) points of a Pillow codec (jpeg, webp, avif: `nic bench`'s settings) or of nic's autoencoder
+    at an effort (nic-e0, nic-e3) on this image, real file sizes."""
+    a = np.asarray(image)
+    pixels = a.shape[0] * a.shape[1]
+    curve = []
+    if codec.startswith("nic"):
+        effort = int(codec[-1])
+        for q in np.linspace(0, 100, 15 if effort == 0 else 8):
+            data = neurocodec.encode(a, quality=float(q), effort=effort)
+            curve.append((8 * len(data) / pixels, psnr(np.asarray(neurocodec.decode(data)), a)))
+    else:
+        for v in SWEEPS[codec]:
+            data = reference_encode(codec, image, v)
+            curve.append((8 * len(data) / pixels, psnr(np.asarray(reference_decode(data)), a)))
+    return curve
+
+
+def quality_of(lam: float) -> int:
+    """The quality x 100 whose lambda (as `neurocodec.api` maps qualities for the fitted mode) is nearest lam."""
+    ladder = load_weights().model.cfg.lambdas
+    return min(range(0, 10001, 25), key=lambda q: abs(math.log(1 / (255**2 * lambda_for(ladder, q))) - math.log(lam)))
+
+
+def fit_file(image: Image.Image, lam: float, iterations: int) -> dict:
+    """Fit, quantise and code one crop; measure the file and its decode."""
+    a = np.asarray(image)
+    start = time.perf_counter()
+    f = fitted.encode(prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"))
+    data = f.code()
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = np.asarray(neurocodec.decode(data))
+    decode_s = time.perf_counter() - start
+    pixels = a.shape[0] * a.shape[1]
+    header = 8 * (len(f.arm) + len(f.decoder))  # not split out in the file: the networks' share, estimated
+    net_bits = sum(t.bits() for t in f.arm + f.decoder) + header
+    return {
+        "bpp": 8 * len(data) / pixels,
+        "net_bpp": net_bits / pixels,
+        "latent_bpp": 8 * len(data) / pixels - net_bits / pixels,
+        "psnr": psnr(out, a),
+        "seconds": encode_s,
+        "ms_per_iteration": 1000 * encode_s / iterations,
+        "decode_seconds": decode_s,
+    }
 
 
 def load() -> list[dict]:
@@ -57,12 +126,12 @@ def append(row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def report(rows: list[dict], crop: int | str) -> str:
+def report(rows: list[dict], crop: int | str, recipe: str = RECIPE) -> str:
     refs = {(r["image"], r["codec"]): r["curve"] for r in rows if r["kind"] == "reference" and r["crop"] == crop}
-    fits = [r for r in rows if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE]
+    fits = [r for r in rows if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == recipe]
     lines = [
         (
-            f"Recipe `{RECIPE}`, {crop} centre crops. Rate vs each reference at equal RGB PSNR "
+            f"Recipe `{recipe}`, {crop} centre crops. Rate vs each reference at equal RGB PSNR "
             "(geometric mean over the points; negative = fewer bits than it)."
         ),
         "",
@@ -114,6 +183,7 @@ def report(rows: list[dict], crop: int | str) -> str:
     help="I/N: this worker runs every N-th fit from the I-th (run N workers of 1 thread on N cores).",
 )
 @click.option("--report", "only_report", is_flag=True, help="Only print the report of what is in the results file.")
+@click.option("--recipe", default=RECIPE, show_default=True, help="Which recipe's rows the report shows.")
 def main(
     images: tuple[str, ...],
     photos: int,
@@ -124,6 +194,7 @@ def main(
     threads: int,
     shard: str,
     only_report: bool,
+    recipe: str,
 ) -> None:
     """Fit what the results file lacks (cheapest budget first), then print the report."""
     torch.set_num_threads(threads)
@@ -155,7 +226,7 @@ def main(
         for its, name, lam in jobs[mine::workers]:
             if (name, lam, its) in done:
                 continue
-            r = fit(to_tensor(crops[name]), lam, its)
+            r = fit_file(crops[name], lam, its)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
             row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)
@@ -165,7 +236,7 @@ def main(
                 f"{r['ms_per_iteration']:.0f} ms/it",
                 flush=True,
             )
-    print(report(rows, crop))
+    print(report(rows, crop, recipe))
 
 
 if __name__ == "__main__":

@@ -83,10 +83,13 @@ def run(seeds: list[bytes], cases: int, seed: int, max_pixels: int) -> Counter:
 
 
 def seed_files() -> list[bytes]:
-    """Small valid files of each layout: RGB, grey, RGBA with an ICC profile."""
+    """Small valid files of each layout (RGB, grey, RGBA with an ICC profile) and of the fitted mode."""
+    import torch
     from PIL import Image, ImageCms
 
     import neurocodec
+    from neurocodec.fitted import codec as fitted
+    from neurocodec.imageio import prepare
 
     rng = np.random.default_rng(0)
     base = (rng.random((40, 56, 3)) * 60 + np.linspace(0, 180, 56)[None, :, None]).astype(np.uint8)
@@ -97,6 +100,7 @@ def seed_files() -> list[bytes]:
         neurocodec.encode(base, quality=50),
         neurocodec.encode(base[:23, :31, 0].copy(), quality=90),
         neurocodec.encode(rgba, quality=10),
+        fitted.encode(prepare(base[:24, :40]), 5000, 0.002, 30, torch.device("cpu")).code(),
     ]
 
 

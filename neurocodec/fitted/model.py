@@ -51,6 +51,15 @@ class Architecture:
 DEFAULT = Architecture()
 
 
+def pad_edges(x: Tensor, p: int) -> Tensor:
+    """Replicate padding by p on every side, by indexing (torch.compile's inductor fails on
+    replication_pad2d's backward, torch 2.13)."""
+    h, w = x.shape[2], x.shape[3]
+    rows = torch.arange(-p, h + p, device=x.device).clamp(0, h - 1)
+    cols = torch.arange(-p, w + p, device=x.device).clamp(0, w - 1)
+    return x.index_select(2, rows).index_select(3, cols)
+
+
 def soft_round(x: Tensor, t: Tensor) -> Tensor:
     """Agustsson & Theis (2020): a differentiable rounding that hardens as t falls."""
     m = torch.floor(x) + 0.5
@@ -123,7 +132,7 @@ class Upsampling(nn.Module):
         for stage in range(len(grids) - 2, -1, -1):
             c = x.shape[1]
             w = self.kernels[stage].view(1, 1, 4, 4).repeat(c, 1, 1, 1)
-            x = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, stride=2, padding=3, groups=c)
+            x = F.conv_transpose2d(pad_edges(x, 1), w, stride=2, padding=3, groups=c)
             target = grids[stage]
             x = torch.cat([target, x[:, :, : target.shape[2], : target.shape[3]]], dim=1)
         return x
@@ -134,16 +143,16 @@ class Synthesis(nn.Module):
         super().__init__()
         self.a = nn.Conv2d(levels, width, 1)
         self.b = nn.Conv2d(width, 3, 1)
-        self.r1 = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
-        self.r2 = nn.Conv2d(3, 3, 3, padding=1, padding_mode="replicate")
+        self.r1 = nn.Conv2d(3, 3, 3)  # replicate-padded in forward
+        self.r2 = nn.Conv2d(3, 3, 3)
         for layer in (self.r1, self.r2):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.b(F.relu(self.a(x)))
-        x = x + F.relu(self.r1(x))
-        return x + self.r2(x)
+        x = x + F.relu(self.r1(pad_edges(x, 1)))
+        return x + self.r2(pad_edges(x, 1))
 
 
 class Decoder(nn.Module):
