@@ -224,7 +224,7 @@ def encode(
             f"the fitted efforts take images of at most {MAX_PIXELS} pixels ({width}x{height} given): "
             "use effort 3 or lower for larger images"
         )
-    x = torch.from_numpy(np.ascontiguousarray(img.rgb)).to(device).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(img.rgb, dtype=np.float32) / 255).to(device).permute(2, 0, 1)[None]
     model = fit(x, lam, iterations, arch, progress)
     grids = model.rounded()
     arm = _quantise_arm(model, grids)
