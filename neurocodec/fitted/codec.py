@@ -286,8 +286,8 @@ def decode_latents(
         raise NicError(f"corrupted .nic file ({e})") from None
 
     def next_symbols(mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-        centre, ids = laplace.params(mean, log_scale)
-        return torch.from_numpy(dec.decode_ordered(ids.numpy(), tables)) + centre
+        centre, ids = laplace.params(mean.numpy(), log_scale.numpy())
+        return torch.from_numpy(dec.decode_ordered(ids, tables) + centre)
 
     grids = decode_waves(arm, arch.shapes(f.height, f.width), next_symbols, reference=exact_path == "int64")
     dec.finish()

@@ -20,9 +20,11 @@ has the smaller wave number). A 768x512 image takes 3*511 + 767 + 7 waves.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,9 +65,17 @@ class IntLinear:
             acc = (x[:, None, :] * self.weight[None]).sum(dim=2) + self.bias
             out = _round_shift(acc, shift)
         else:  # every value an integer below 2**53: the products, sums and the power-of-two scaling are exact
-            acc = torch.addmm(self.bias.to(torch.float64), x, self.weight.to(torch.float64).T)
+            acc = torch.addmm(self._bias64, x, self._weight64_t)
             out = torch.floor(acc * 2.0**-shift + 0.5) if shift > 0 else acc * 2.0**-shift
         return out.clamp(0 if self.relu else -ACT_MAX, ACT_MAX)
+
+    @functools.cached_property
+    def _weight64_t(self) -> Tensor:  # the fast path's operands, converted once (the decoder calls a layer per step)
+        return self.weight.to(torch.float64).T
+
+    @functools.cached_property
+    def _bias64(self) -> Tensor:
+        return self.bias.to(torch.float64)
 
     def check(self) -> None:
         """Refuse parameters outside the ranges that keep the float64 path exact."""
@@ -139,31 +149,30 @@ class Schedule:
     @classmethod
     def of(cls, shapes: list[tuple[int, int]]) -> Schedule:
         levels = len(shapes)
-        offsets = [0]
-        for h, w in shapes:
-            offsets.append(offsets[-1] + h * w)
+        sizes = [h * w for h, w in shapes]
+        offsets = np.cumsum([0, *sizes]).tolist()
         total = offsets[-1]  # the zero's position
-        contexts, keys = [], []
-        for i, (h, w) in enumerate(shapes):
-            r = torch.arange(h).repeat_interleave(w)
-            c = torch.arange(w).repeat(h)
-            cols = []
-            for dr, dc in CONTEXT:
-                rr, cc = r + dr, c + dc
-                inside = (rr >= 0) & (cc >= 0) & (cc < w)
-                cols.append(torch.where(inside, offsets[i] + rr * w + cc, total))
-            if i + 1 < levels:
-                cols.append(offsets[i + 1] + (r // 2) * shapes[i + 1][1] + c // 2)
-            else:
-                cols.append(torch.full_like(r, total))
-            contexts.append(torch.stack(cols, dim=1))
-            step = (levels - 1 - i) + WAVE_SLOPE * r + c
-            keys.append((step * levels + (levels - 1 - i)) * (total + 1) + offsets[i] + r * w + c)
-        key = torch.cat(keys)
-        order = torch.argsort(key)
-        counts = torch.bincount(key[order] // (levels * (total + 1)))  # latents per step
-        bounds = [0, *torch.cumsum(counts, 0).tolist()]
-        return cls(list(shapes), offsets, order, torch.cat(contexts)[order], bounds)
+        width = np.array([w for _, w in shapes] + [1], dtype=np.int64)  # grid levels: the zero's row
+        start = np.array(offsets, dtype=np.int64)
+        grid = np.repeat(np.arange(levels), sizes)  # every latent's grid, in buffer order
+        local = np.arange(total) - start[grid]
+        key = ((levels - 1 - grid) + WAVE_SLOPE * (local // width[grid]) + local % width[grid]) * levels
+        key += levels - 1 - grid  # (step, coarser grids first)
+        # A stable sort keeps grid after grid, raster order, within each (step, grid); 16-bit keys sort by radix.
+        order = np.argsort(key.astype(np.uint16) if total and key.max() < 1 << 16 else key, kind="stable")
+        counts = np.bincount(key[order] // levels)  # latents per step
+        # The context of every latent, computed in decoding order.
+        g = grid[order]
+        w = width[g]
+        r, c = (order - start[g]) // w, (order - start[g]) % w
+        context = np.empty((total, FEATURES), dtype=np.int64)
+        for k, (dr, dc) in enumerate(CONTEXT):
+            rr, cc = r + dr, c + dc
+            context[:, k] = np.where((rr >= 0) & (cc >= 0) & (cc < w), start[g] + rr * w + cc, total)
+        parent = start[g + 1] + (r // 2) * width[g + 1] + c // 2
+        context[:, -1] = np.where(g + 1 < levels, parent, total)
+        bounds = [0, *np.cumsum(counts).tolist()]
+        return cls(list(shapes), offsets, torch.from_numpy(order), torch.from_numpy(context), bounds)
 
     def split(self, flat: Tensor) -> list[Tensor]:
         """The grids (finest first) of a flat buffer."""
