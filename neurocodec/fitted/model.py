@@ -100,9 +100,12 @@ class ARM(nn.Module):
         return torch.cat(feats, dim=1).permute(0, 2, 3, 1).reshape(-1, FEATURES)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        x = F.relu(self.first(features))
+        # 11 inputs padded with zeros to 16: skinny matrix products of width 11 run 2-3x slower than of 16 on
+        # the CPU (MKL), and the first layer of the finest grid is a third of an iteration.
+        pad = -FEATURES % 16
+        x = F.relu_(F.linear(F.pad(features, (0, pad)), F.pad(self.first.weight, (0, pad)), self.first.bias))
         for layer in self.hidden:
-            x = x + F.relu(layer(x))
+            x = x + F.relu_(layer(x))
         mean, log_scale = self.last(x).float().unbind(dim=1)
         return mean, log_scale
 
