@@ -97,6 +97,8 @@ def encode_with_info(
     clock = _Clock()
     a = codec.analyse(image, device, weights, metadata, progress)
     clock.lap("analysis")
+    if effort >= FIRST_FITTED:
+        fitted.check_size(*a.source.shape[:2])  # before the autoencoder's refinement, not after
     result = _autoencoder(a, q100, target, min(effort, FIRST_FITTED - 1), progress, clock)
     if effort >= FIRST_FITTED:
         result = _fitted(a, result, target, effort, progress, clock)

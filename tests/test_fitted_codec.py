@@ -148,3 +148,19 @@ def test_cost_never_rises_with_effort(short_fits):
         assert data == base or parse(data).model_id == fitted.MODEL_ID
         costs.append(cost(data))
     assert all(c <= costs[0] for c in costs[1:]), costs
+
+
+def test_too_large_for_fitting_is_refused_before_the_fit(monkeypatch):
+    monkeypatch.setattr(fitted, "MAX_PIXELS", 24 * 20 - 1)
+    with pytest.raises(NicError, match="at most 479 pixels .* use effort 3 or lower"):
+        neurocodec.encode(smooth_image(24, 20), effort=FIRST_FITTED)
+
+
+def test_rate_control_holds_at_the_fitted_levels(short_fits):
+    """A size limit holds at effort 4: the fit runs at the quality the autoencoder's search found, and of its
+    file and the autoencoder's the one that meets the target better is kept."""
+    img = smooth_image(24, 20, seed=4)
+    limit = len(neurocodec.encode(img, quality=60))
+    data = neurocodec.encode(img, target_size=limit, effort=FIRST_FITTED)
+    assert len(data) <= limit
+    assert np.asarray(neurocodec.decode(data)).shape == img.shape
