@@ -164,3 +164,13 @@ def test_rate_control_holds_at_the_fitted_levels(short_fits):
     data = neurocodec.encode(img, target_size=limit, effort=FIRST_FITTED)
     assert len(data) <= limit
     assert np.asarray(neurocodec.decode(data)).shape == img.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_file_fitted_on_cuda_decodes_on_the_cpu_to_the_same_symbols():
+    f = fitted.encode(prepare(smooth_image(19, 27, seed=3)), 5000, LAM, ITERATIONS, torch.device("cuda"))
+    data = f.code()
+    _, latents = api.decode_symbols(data)
+    assert np.array_equal(latents, np.concatenate([g.reshape(-1).numpy() for g in f.grids]))
+    on_cpu = np.asarray(neurocodec.decode(data, device="cpu")).astype(int)
+    assert np.abs(on_cpu - np.asarray(neurocodec.decode(data, device="cuda")).astype(int)).max() <= 2
