@@ -74,6 +74,21 @@ class Prepared:
         return out
 
 
+class PreparedSource:
+    """What rate control asks of a codable (`ratecontrol.Codable`) that keeps its `Prepared` image as `img`."""
+
+    img: Prepared
+
+    @property
+    def pixels(self) -> int:
+        return self.img.rgb.shape[0] * self.img.rgb.shape[1]
+
+    @property
+    def source(self) -> np.ndarray:
+        """The RGB pixels being coded."""
+        return self.img.rgb
+
+
 def _warn(message: str) -> None:
     warnings.warn(message, NicWarning, stacklevel=4)
 

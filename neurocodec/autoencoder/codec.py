@@ -24,7 +24,7 @@ from ..devices import pick_device
 from ..entropy.coder import SectionDecoder, encode_sections
 from ..errors import NicError
 from ..format import NicFile
-from ..imageio import ImageLike, Prepared, prepare
+from ..imageio import ImageLike, Prepared, PreparedSource, prepare
 from ..progress import Progress, report
 from .gains import gains_for
 from .model import Y_STRIDE, Z_STRIDE, NicModel
@@ -74,7 +74,7 @@ def synthesis_tiled(
 
 
 @dataclass
-class Analysis:
+class Analysis(PreparedSource):
     """Everything about an image that does not depend on the quality: coding it
     at many qualities (rate control) runs the analysis transform once."""
 
@@ -85,15 +85,6 @@ class Analysis:
     z: torch.Tensor  # int64 hyper-latents
     mean_q: torch.Tensor  # exact Q8 mean and scale of y from z, before the gains
     scale_q: torch.Tensor
-
-    @property
-    def pixels(self) -> int:
-        return self.img.rgb.shape[0] * self.img.rgb.shape[1]
-
-    @property
-    def source(self) -> np.ndarray:
-        """The RGB pixels being coded."""
-        return self.img.rgb
 
     def with_latents(self, y: torch.Tensor, z: torch.Tensor) -> Analysis:
         """The same image with other latents (z rounded here), their exact entropy parameters derived again."""

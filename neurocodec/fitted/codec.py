@@ -24,7 +24,7 @@ from ..entropy.coder import Ordered, SectionDecoder, encode_sections
 from ..entropy.tables import COUNT_BITS
 from ..errors import NicError
 from ..format import NicFile
-from ..imageio import Prepared
+from ..imageio import Prepared, PreparedSource
 from ..progress import Progress, report
 from . import laplace
 from .context import ACT_FRAC_BITS, FEATURES, IntARM, IntLinear, Schedule, decode_waves, encode_order
@@ -116,7 +116,7 @@ def latent_symbols(grids: list[torch.Tensor], arm: IntARM) -> tuple[torch.Tensor
 
 
 @dataclass
-class FittedImage:
+class FittedImage(PreparedSource):
     """One image fitted at one quality: everything its file holds, and the pixels it decodes to."""
 
     img: Prepared
@@ -127,14 +127,6 @@ class FittedImage:
     grids: list[torch.Tensor]  # int64 latents, finest first
     pixels_: np.ndarray  # what the decoder shows (computed where the encoder ran)
     device: str  # where the fit ran
-
-    @property
-    def pixels(self) -> int:
-        return self.img.rgb.shape[0] * self.img.rgb.shape[1]
-
-    @property
-    def source(self) -> np.ndarray:
-        return self.img.rgb
 
     def code(self, q100: int | None = None) -> bytes:
         """The .nic file (a fitted image has one quality: q100, if given, must be it)."""
