@@ -101,7 +101,7 @@ def fit_file(image: Image.Image, lam: float, iterations: int) -> dict:
     out = np.asarray(neurocodec.decode(data))
     decode_s = time.perf_counter() - start
     pixels = a.shape[0] * a.shape[1]
-    header = 8 * (len(f.arm) + len(f.decoder))  # not split out in the file: the networks' share, estimated
+    header = 8 * (8 + 5 + 2 * (len(f.arm) + len(f.decoder)))  # the FITM chunk: tag, length, head, tensors' steps
     net_bits = sum(t.bits() for t in f.arm + f.decoder) + header
     return {
         "bpp": 8 * len(data) / pixels,

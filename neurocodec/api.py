@@ -146,13 +146,20 @@ def _fitted(
     q = base[1]
     lam = refine.local_lambda(base[0], q, lambda_for(a.w.model.cfg.lambdas, q))
     iterations = FIT_ITERATIONS[effort - FIRST_FITTED]
-    f = fitted.encode(a.img, q, 1 / (255**2 * lam), iterations, a.dev, progress=progress)
-    clock.lap("fitting")
-    candidate = (f, q, f.code())
-    clock.lap("coding")
-    if target is not None:
-        return ratecontrol.better(base, candidate, target)
-    return candidate if _cost(candidate, lam) < _cost(base, lam) else base
+    try:
+        f = fitted.encode(a.img, q, 1 / (255**2 * lam), iterations, a.dev, progress=progress)
+        candidate = (f, q, f.code())
+    except NicError as e:  # e.g. networks beyond the exact format's ranges: the autoencoder's file still stands
+        warnings.warn(f"effort {effort}: the fitted file could not be made ({e}); kept effort 3's", NicWarning)
+        return base
+    finally:
+        clock.lap("fitting")
+    if target is None:
+        return candidate if _cost(candidate, lam) < _cost(base, lam) else base
+    limit = target.limit(f.pixels)
+    if limit is not None and len(candidate[2]) > limit:
+        return base  # the fit ran at the quality that fits the autoencoder's file, and this one does not fit
+    return ratecontrol.better(base, candidate, target)
 
 
 def _cost(result: ratecontrol.Result, lam: float) -> float:

@@ -101,7 +101,7 @@ def test_every_latent_decodes_after_its_context() -> None:
         assert sum(len(r[i]) for r in waves(shapes)) == h * w
         for r in range(h):
             for c in range(w):
-                for dr, dc in ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0), (-1, 2), (-2, 1)):
+                for dr, dc in CONTEXT:
                     if 0 <= r + dr and 0 <= c + dc < w:
                         assert seen[i][r + dr, c + dc] < seen[i][r, c]
                 if i + 1 < len(shapes):

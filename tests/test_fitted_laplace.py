@@ -72,6 +72,21 @@ def test_tables_are_mirrored():
             assert np.array_equal(a[:-1], b[:-1][::-1]) and a[-1] == b[-1]
 
 
+# The tables as this format version defines them (FORMAT.md, "Laplace tables"): every decoder, on every machine
+# and in every later version, must build these exact counts. Never update this to make a change pass.
+TABLES_SHA256 = "af67e23772cf7b2360f8b8e28cfc941192746297fcee9a33fab38459bb77d5c7"
+
+
+def test_tables_are_the_formats():
+    import hashlib
+
+    t = tables()
+    data = b"".join(
+        np.ascontiguousarray(getattr(t, k)).astype("<i8").tobytes() for k in ("counts", "offsets", "lengths", "lows")
+    )
+    assert hashlib.sha256(data).hexdigest() == TABLES_SHA256
+
+
 def test_tables_rebuild_identically():
     first = tables()
     tables.cache_clear()

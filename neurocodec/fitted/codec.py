@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..entropy.coder import Ordered, SectionDecoder, encode_sections
+from ..entropy.coder import MAX_SYMBOL, Ordered, SectionDecoder, encode_sections
 from ..entropy.tables import COUNT_BITS
 from ..errors import NicError
 from ..format import NicFile
@@ -41,6 +41,7 @@ MAX_STEP = 24
 # A fit holds the whole image's activations: 0.9 GB at peak for 768x512, 2.3 GB for 1536x1024, 2.9 GB for
 # 2048x1024 (measured); larger images take the autoencoder's tiles (3 GB at most).
 MAX_PIXELS = 2 << 20
+MAX_SIDE = 4096  # decoding takes 3 * height + width steps: a 2 MP image at most 16,384 (a few seconds)
 
 
 @dataclass
@@ -155,7 +156,19 @@ class FittedImage(PreparedSource):
 
 
 def _to_pixels(out: torch.Tensor) -> np.ndarray:
-    return (out[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    out = torch.nan_to_num(out[0], nan=0.0)  # a hostile file's weights may overflow float32
+    return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def pixels_of(
+    arch: Architecture, tensors: list[CodedTensor], grids: list[torch.Tensor], device: torch.device
+) -> np.ndarray:
+    """What the decoder shows: its float networks from the coded tensors, run on the latents."""
+    decoder = Decoder(arch)
+    _load(decoder, tensors)
+    decoder.to(device)
+    with torch.no_grad():
+        return _to_pixels(decoder([g.to(device).float()[None, None] for g in grids]))
 
 
 def _load(decoder: Decoder, tensors: list[CodedTensor]) -> None:
@@ -174,6 +187,8 @@ def _quantise_decoder(model: Fitted, q: list[torch.Tensor], x: torch.Tensor, lam
         best = None
         for step in DECODER_STEPS:
             t = CodedTensor.of(original, step)
+            if t.values.numel() and int(t.values.abs().max()) > MAX_SYMBOL:
+                continue  # beyond what the coder takes
             p.copy_(t.float().view_as(p))
             cost = float((model.decoder(q).clamp(0, 1) - x).square().mean()) + lam * t.bits() / pixels
             if best is None or cost < best[0]:
@@ -202,11 +217,16 @@ def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]
     return best[1]
 
 
+def fits(height: int, width: int) -> bool:
+    """Whether the fitted mode takes an image of this size (its memory and its decoding steps are bounded)."""
+    return height * width <= MAX_PIXELS and max(height, width) <= MAX_SIDE
+
+
 def check_size(height: int, width: int) -> None:
-    if height * width > MAX_PIXELS:
+    if not fits(height, width):
         raise NicError(
-            f"efforts 4 and up fit images of at most {MAX_PIXELS:,} pixels in bounded memory ({width}x{height} "
-            "given): use effort 3 or lower for larger images"
+            f"efforts 4 and up fit images of at most {MAX_PIXELS:,} pixels and {MAX_SIDE} a side, in bounded "
+            f"memory and decoding time ({width}x{height} given): use effort 3 or lower for larger images"
         )
 
 
@@ -229,8 +249,9 @@ def encode(
     q = [g.to(device).double().float()[None, None] for g in grids]
     decoder = _quantise_decoder(model, q, x, lam)
     report(progress, "quantisation", 2, 2)
-    out = model.decoder(q)
-    return FittedImage(img, q100, arch, arm, decoder, grids, _to_pixels(out), str(device))
+    # The pixels as a CPU decoder shows them (a GPU's may differ by rounding: TF32 convolutions, other kernels).
+    pixels = pixels_of(arch, decoder, grids, torch.device("cpu"))
+    return FittedImage(img, q100, arch, arm, decoder, grids, pixels, str(device))
 
 
 def _read_header(f: NicFile) -> tuple[Architecture, list[tuple[int, int]]]:
@@ -269,6 +290,8 @@ def decode_latents(
     if exact_path not in ("float64", "int64"):
         raise NicError(f"unknown exact_path {exact_path!r} (float64 or int64)")
     arch, pairs = _read_header(f)
+    if not fits(f.height, f.width):
+        raise NicError(f"corrupted .nic file (a fitted image of {f.width}x{f.height} exceeds the mode's limits)")
     tables = laplace.tables()
     dec = SectionDecoder(f.ans, f.overflow)
     tensors = []
@@ -291,11 +314,7 @@ def decode_latents(
     return arch, tensors, grids
 
 
-@torch.no_grad()
 def decode_pixels(f: NicFile, device: torch.device, exact_path: str = "float64") -> np.ndarray:
     """The RGB pixels of a parsed fitted file."""
     arch, tensors, grids = decode_latents(f, exact_path)
-    decoder = Decoder(arch)
-    _load(decoder, tensors[2 * (arch.arm_hidden + 2) :])
-    decoder.to(device)
-    return _to_pixels(decoder([g.to(device).float()[None, None] for g in grids]))
+    return pixels_of(arch, tensors[2 * (arch.arm_hidden + 2) :], grids, device)

@@ -27,6 +27,7 @@ from .laplace import bits as laplace_bits
 GAIN = 16.0
 MAX_LEVELS = 12
 MAX_HIDDEN = 4
+MAX_NET_WIDTH = 255  # widths are a byte of the file's header
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class Architecture:
 
     def check(self) -> None:
         ok = 1 <= self.levels <= MAX_LEVELS and 0 <= self.arm_hidden <= MAX_HIDDEN
-        if not (ok and 1 <= self.arm_width <= MAX_WIDTH and 1 <= self.syn_width <= MAX_WIDTH):
+        widths = (self.arm_width, self.syn_width)
+        if not (ok and all(1 <= w <= min(MAX_WIDTH, MAX_NET_WIDTH) for w in widths)):
             raise ValueError(f"unsupported fitted architecture {self}")
 
     def shapes(self, height: int, width: int) -> list[tuple[int, int]]:
