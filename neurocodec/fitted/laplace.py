@@ -102,6 +102,11 @@ def tables() -> TableSet:
     return TableSet(np.concatenate([c.ravel() for c in counts]).astype(np.int32), offsets, lengths, lows)
 
 
+def _relu(v: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    """max(v, 0) of int64 values by shifts (the same for arrays and tensors, and cheaper than clip on arrays)."""
+    return v & ~(v >> 63)
+
+
 def params(mean_q8: Tensor | np.ndarray, log_scale_q8: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
     """(centre, table id), int64, of Q8 means and log-scales of any shape: the coder codes x - centre.
 
@@ -110,7 +115,8 @@ def params(mean_q8: Tensor | np.ndarray, log_scale_q8: Tensor | np.ndarray) -> t
     tensors work the same.
     """
     t = mean_q8 + 128  # centre = floor(mean + 1/2); fraction + 128 = t mod 256, 16 per table
-    step = ((log_scale_q8 + (LN_SCALE_STEP_Q8 // 2 - LN_SCALE_MIN_Q8)) >> _STEP_BITS).clip(0, SCALES - 1)
+    step = (log_scale_q8 + (LN_SCALE_STEP_Q8 // 2 - LN_SCALE_MIN_Q8)) >> _STEP_BITS
+    step = SCALES - 1 - _relu(SCALES - 1 - _relu(step))  # clamp to 0..SCALES-1 with operators only
     return t >> 8, (step << _FRACTION_BITS) | ((t & 255) >> (8 - _FRACTION_BITS))
 
 
