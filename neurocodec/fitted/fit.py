@@ -21,8 +21,8 @@ from .model import DEFAULT, Architecture, Fitted
 
 # What `fit` does, for results files: change it whenever the recipe changes.
 RECIPE = (
-    "c3x-soft-3: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
-    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]"
+    "c3x-soft-4: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
+    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]; p >= 2^-20; real files"
 )
 LR = 1e-2
 HARD_LR = 1e-3
