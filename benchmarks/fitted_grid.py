@@ -46,7 +46,7 @@ from neurocodec.metrics import psnr
 
 RESULTS = Path(__file__).parent / "results" / "fitted_grid.jsonl"
 VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
-REFERENCES = ("jpeg", "webp", "avif", "nic-e0", "nic-e3")
+REFERENCES = ("jpeg", "jpeg2000", "webp", "avif", "nic-e0", "nic-e3")
 
 
 def crop_key(text: str) -> int | str:
