@@ -1,6 +1,7 @@
 """Fitting the networks and latents to one image: the recipe of Cool-chic's c3x preset, in short.
 
-Loss: MSE (pixels 0..1) + lambda * bits per pixel. Adam at 1e-2, cosine decay.
+Loss: MSE (pixels 0..1) + lambda * bits per pixel. Adam at 1e-2, cosine decay, the gradients' norm
+clipped at 0.1.
 The rounding proxy is C3's (`model.quantize`): soft rounding with temperature
 0.3 -> 0.1 and Gaussian noise 0.25 -> 0.1 around it; the last 10 % of the
 iterations (at most 1,500) are truly rounded, with the latents fixed as
@@ -21,13 +22,17 @@ from .model import DEFAULT, Architecture, Fitted
 
 # What `fit` does, for results files: change it whenever the recipe changes.
 RECIPE = (
-    "c3x-soft-4: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
-    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]; p >= 2^-20; real files"
+    "c3x-soft-5: 7 levels, ARM 16 (10 causal + coarser), 4x4 learned up, syn 16; softround+gauss, "
+    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]; p >= 2^-20; clip 0.1; real files"
 )
 LR = 1e-2
 HARD_LR = 1e-3
 HARD_FRACTION = 0.1
 HARD_MAX = 1500
+# The gradients' global norm is clipped to this (Cool-chic's 0.1): at 1,000 iterations on 256x256 crops of 3
+# training photos, 17 % fewer bits than with 1.0 at equal PSNR (geometric mean; +184/+12/+66 % -> +76/+3/+69 %
+# against AVIF).
+GRAD_CLIP = 0.1
 
 
 def fit(
@@ -61,7 +66,7 @@ def fit(
         loss = (out - x).square().mean() + lam * bits / (h * w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         opt.step()
         if it % 10 == 9 or it == iterations - 1:
             report(progress, "fitting", it + 1, iterations)
