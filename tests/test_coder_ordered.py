@@ -118,9 +118,11 @@ def test_wrong_tables_or_truncated_stream_raise_nic_errors():
 def test_padding_columns_are_corrupt_data():
     """A stream that decodes onto a narrower table's zero padding (never written by the encoder)."""
     tables = laplace.tables()
-    idx = np.array([0, 1023])  # 4 and 966 entries
+    idx = np.array([0, 1023])  # the narrowest table and the widest (966 entries)
+    narrow = int(tables.lengths[0])  # its symbols, then its escape
     rows = _rows(tables, idx)
-    assert rows.shape == (2, 966) and rows[0, 3] == 0 and rows[0, -1] == tables.table(0)[-1]
+    assert narrow < 966 and rows.shape == (2, 966)
+    assert rows[0, narrow - 1] == 0 and rows[0, -1] == tables.table(0)[-1]  # padding, then the escape
     coder = constriction.stream.stack.AnsCoder()
     coder.encode_reverse(np.array([500, 482], dtype=np.int32), _FAMILY, rows)  # constriction still codes it
     dec = SectionDecoder(coder.get_compressed().astype("<u4").tobytes(), b"")
