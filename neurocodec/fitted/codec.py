@@ -109,9 +109,11 @@ def int_arm(tensors: list[CodedTensor]) -> IntARM:
     return IntARM(layers[0], layers[1:-1], layers[-1])
 
 
-def latent_symbols(grids: list[torch.Tensor], arm: IntARM) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def latent_symbols(
+    grids: list[torch.Tensor], arm: IntARM, schedule: Schedule | None = None
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Every latent in decoding order, its table's centre and its table id."""
-    values, mean, log_scale = encode_order(grids, arm)
+    values, mean, log_scale = encode_order(grids, arm, schedule=schedule)
     centre, ids = laplace.params(mean, log_scale)
     return values, centre, ids.numpy()
 
@@ -138,9 +140,9 @@ class FittedImage(PreparedSource):
         )
         head += bytes(v for t in tensors for v in (t.step, t.scale))
         sections: list = [(t.values.reshape(-1).numpy(), t.table_ids(), laplace.tables()) for t in tensors]
-        values, centre, ids = latent_symbols(self.grids, int_arm(self.arm))
-        bounds = Schedule.of([tuple(g.shape) for g in self.grids]).bounds
-        sections.append(Ordered((values - centre).numpy(), ids, laplace.tables(), bounds))
+        sched = Schedule.of([tuple(g.shape) for g in self.grids])
+        values, centre, ids = latent_symbols(self.grids, int_arm(self.arm), sched)
+        sections.append(Ordered((values - centre).numpy(), ids, laplace.tables(), sched.bounds))
         ans, overflow = encode_sections(sections)
         height, width = self.img.rgb.shape[:2]
         chunks = {CHUNK: head, **self.img.chunks()}
@@ -201,6 +203,7 @@ def _quantise_decoder(model: Fitted, q: list[torch.Tensor], x: torch.Tensor, lam
 def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]:
     """The context model's step that codes latents and its own parameters in the fewest bits."""
     best = None
+    sched = Schedule.of([tuple(g.shape) for g in grids])  # one for all the candidates
     for step in ARM_STEPS:
         tensors = arm_tensors(model, step)
         try:
@@ -208,7 +211,7 @@ def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]
             arm.check()
         except ValueError:
             continue
-        values, centre, ids = latent_symbols(grids, arm)
+        values, centre, ids = latent_symbols(grids, arm, sched)
         bits = table_bits(values, centre, ids) + sum(t.bits() for t in tensors)
         if best is None or bits < best[0]:
             best = (bits, tensors)

@@ -221,9 +221,14 @@ def decode_waves(
     return [g.to(torch.int64) for g in sched.split(torch.as_tensor(flat[:-1]))]
 
 
-def encode_order(grids: list[Tensor], arm: IntARM, reference: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """(values, mean_q8, log_scale_q8) of every latent in decoding order, in one pass: what the encoder codes."""
-    sched = Schedule.of([tuple(g.shape) for g in grids])
+def encode_order(
+    grids: list[Tensor], arm: IntARM, reference: bool = False, schedule: Schedule | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(values, mean_q8, log_scale_q8) of every latent in decoding order, in one pass: what the encoder codes.
+
+    `schedule`: the grids' `Schedule.of`, when the caller has it already (the encoder tries several ARMs).
+    """
+    sched = schedule or Schedule.of([tuple(g.shape) for g in grids])
     flat = torch.cat([g.reshape(-1).to(torch.int64) for g in grids] + [torch.zeros(1, dtype=torch.int64)])
     mean, log_scale = arm(flat[sched.context], reference)
     return flat[sched.order], mean, log_scale
