@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import torch_settings
 
+from neurocodec.fitted.codec import arm_tensors, int_arm
 from neurocodec.fitted.context import (
     ACT_MAX,
     CONTEXT,
@@ -17,6 +18,7 @@ from neurocodec.fitted.context import (
     decode_waves,
     encode_order,
 )
+from neurocodec.fitted.model import ARM
 
 
 def features(grid: torch.Tensor, coarser: torch.Tensor | None) -> torch.Tensor:
@@ -155,7 +157,12 @@ def test_a_float_arm_rounds_to_an_integer_one_that_predicts_alike() -> None:
     w1, b1 = torch.randn(16, FEATURES, generator=g) * 0.3, torch.randn(16, generator=g) * 0.1
     w2, b2 = torch.randn(16, 16, generator=g) * 0.2, torch.randn(16, generator=g) * 0.1
     w3, b3 = torch.randn(2, 16, generator=g) * 0.3, torch.randn(2, generator=g) * 0.1
-    arm = IntARM.from_float([(w1, b1), (w2, b2), (w3, b3)], [12, 12, 12])
+    float_arm = ARM(16, 1)
+    with torch.no_grad():
+        for layer, (w, b) in zip(float_arm.layers(), ((w1, b1), (w2, b2), (w3, b3)), strict=True):
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
+    arm = int_arm(arm_tensors(float_arm, 12))  # as the encoder rounds it
     arm.check()
     x = torch.randint(-5, 6, (300, FEATURES), generator=g)
     h = torch.relu(x.double() @ w1.double().T + b1.double())

@@ -29,7 +29,7 @@ from ..progress import Progress, report
 from . import laplace
 from .context import ACT_FRAC_BITS, FEATURES, IntARM, IntLinear, Schedule, decode_waves, encode_order
 from .fit import fit
-from .model import DEFAULT, Architecture, Decoder, Fitted
+from .model import ARM, DEFAULT, Architecture, Decoder, Fitted
 
 MODEL_ID = b"nicfit\x00\x01"  # the model field of every fitted file (mode version 1)
 CHUNK = b"FITM"
@@ -94,9 +94,9 @@ def table_bits(symbols: torch.Tensor, centre: torch.Tensor, ids: np.ndarray) -> 
     return total + float(np.sum(8 * np.maximum(1, np.ceil((np.log2(2 * big + 2)) / 7))))
 
 
-def arm_tensors(model: Fitted, step: int) -> list[CodedTensor]:
-    """The context model's weights and biases (first, hidden..., last), all at step 2**-step."""
-    return [CodedTensor.of(p, step) for layer in model.arm.layers() for p in (layer.weight, layer.bias)]
+def arm_tensors(arm: ARM, step: int) -> list[CodedTensor]:
+    """The float context model's weights and biases (first, hidden..., last), all at step 2**-step."""
+    return [CodedTensor.of(p, step) for layer in arm.layers() for p in (layer.weight, layer.bias)]
 
 
 def int_arm(tensors: list[CodedTensor]) -> IntARM:
@@ -205,7 +205,7 @@ def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]
     best = None
     sched = Schedule.of([tuple(g.shape) for g in grids])  # one for all the candidates
     for step in ARM_STEPS:
-        tensors = arm_tensors(model, step)
+        tensors = arm_tensors(model.arm, step)
         try:
             arm = int_arm(tensors)
             arm.check()

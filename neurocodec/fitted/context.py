@@ -103,7 +103,7 @@ class IntARM:
     """The exact context model: features (N, FEATURES) of integer latents -> Q8 (mean, log-scale), each (N,).
 
     Layers: `first` (FEATURES -> width, ReLU), `hidden` (width -> width, ReLU, added to its input), `last`
-    (width -> 2). Its float twin is trained; `from_float` rounds that one's weights to this.
+    (width -> 2). Its float twin (`model.ARM`) is trained; `codec.int_arm` rounds that one's weights to this.
     """
 
     first: IntLinear
@@ -132,17 +132,6 @@ class IntARM:
             layer.check()
         if self.first.weight.shape[1] != FEATURES or self.last.weight.shape[0] != 2:
             raise ValueError("context model of the wrong shape")
-
-    @classmethod
-    def from_float(cls, weights: list[tuple[Tensor, Tensor]], w_bits: list[int]) -> IntARM:
-        """Round a float ARM's (weight, bias) pairs, first, hidden..., last, to steps 2**-w_bits."""
-        layers = []
-        for k, ((w, b), bits) in enumerate(zip(weights, w_bits, strict=True)):
-            in_bits = 0 if k == 0 else ACT_FRAC_BITS
-            wi = torch.round(w.detach().double() * 2.0**bits).to(torch.int64).clamp(-WEIGHT_MAX, WEIGHT_MAX)
-            bi = torch.round(b.detach().double() * 2.0 ** (bits + in_bits)).to(torch.int64)
-            layers.append(IntLinear(wi, bi.clamp(-BIAS_MAX, BIAS_MAX), bits, relu=k < len(weights) - 1))
-        return cls(layers[0], layers[1:-1], layers[-1])
 
 
 @dataclass
