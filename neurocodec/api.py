@@ -249,8 +249,8 @@ def decode_symbols(
     f, w = _open(data, weights, 0)
     if w is None:
         _, tensors, grids = fitted.decode_latents(f, exact_path)
-        flat = [torch.cat([t.values.reshape(-1) for t in tensors]), torch.cat([g.reshape(-1) for g in grids])]
-        return flat[0].numpy(), flat[1].numpy()
+        nets = torch.cat([t.values.reshape(-1) for t in tensors])
+        return nets.numpy(), torch.cat([g.reshape(-1) for g in grids]).numpy()
     z, v, _ = codec.decode_latents(f, w, exact_path)
     return z.numpy(), v.numpy()
 

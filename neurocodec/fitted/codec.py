@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..entropy.coder import MAX_SYMBOL, Ordered, SectionDecoder, encode_sections
+from ..entropy.coder import MAX_SYMBOL, Ordered, SectionDecoder, encode_sections, zigzag_varints
 from ..entropy.tables import COUNT_BITS
 from ..errors import NicError
 from ..format import NicFile
@@ -89,9 +89,7 @@ def table_bits(symbols: torch.Tensor, centre: torch.Tensor, ids: np.ndarray) -> 
     escape = t.lengths[ids] - 1
     out = (local < 0) | (local >= escape)
     counts = t.counts[t.offsets[ids] + np.where(out, escape, local)].astype(np.float64)
-    total = float(np.sum(COUNT_BITS - np.log2(counts)))
-    big = np.abs(d[out])
-    return total + float(np.sum(8 * np.maximum(1, np.ceil((np.log2(2 * big + 2)) / 7))))
+    return float(np.sum(COUNT_BITS - np.log2(counts))) + 8 * len(zigzag_varints(d[out].tolist()))
 
 
 def arm_tensors(arm: ARM, step: int) -> list[CodedTensor]:
@@ -249,7 +247,7 @@ def encode(
     grids = model.rounded()
     arm = _quantise_arm(model, grids)
     report(progress, "quantisation", 1, 2)
-    q = [g.to(device).double().float()[None, None] for g in grids]
+    q = [g.to(device).float()[None, None] for g in grids]
     decoder = _quantise_decoder(model, q, x, lam)
     report(progress, "quantisation", 2, 2)
     # The pixels as a CPU decoder shows them (a GPU's may differ by rounding: TF32 convolutions, other kernels).
@@ -269,7 +267,7 @@ def _read_header(f: NicFile) -> tuple[Architecture, list[tuple[int, int]]]:
         arch.check()
     except ValueError as e:
         raise NicError(f"corrupted .nic file ({e})") from None
-    n = 2 * (arm_hidden + 2) + sum(1 for _ in Decoder(arch).parameters())
+    n = len(_shapes(arch))
     rest = head[_HEAD.size :]
     if len(rest) != 2 * n:
         raise NicError("corrupted .nic file (fitted header of the wrong length)")
@@ -277,6 +275,11 @@ def _read_header(f: NicFile) -> tuple[Architecture, list[tuple[int, int]]]:
     if any(step > MAX_STEP or scale >= laplace.SCALES for step, scale in pairs):
         raise NicError("corrupted .nic file (bad fitted tensor header)")
     return arch, pairs
+
+
+def _arm_count(arch: Architecture) -> int:
+    """How many of the coded tensors are the context model's (a weight and a bias per layer); the decoder's follow."""
+    return 2 * (arch.arm_hidden + 2)
 
 
 def _shapes(arch: Architecture) -> list[tuple[int, ...]]:
@@ -301,8 +304,7 @@ def decode_latents(
     for shape, (step, scale) in zip(_shapes(arch), pairs, strict=True):
         values = dec.decode(zero_mean_ids(scale, math.prod(shape)), tables)
         tensors.append(CodedTensor(torch.from_numpy(values).view(shape), step, scale))
-    n_arm = 2 * (arch.arm_hidden + 2)
-    arm = int_arm(tensors[:n_arm])
+    arm = int_arm(tensors[: _arm_count(arch)])
     try:
         arm.check()
     except ValueError as e:
@@ -320,4 +322,4 @@ def decode_latents(
 def decode_pixels(f: NicFile, device: torch.device, exact_path: str = "float64") -> np.ndarray:
     """The RGB pixels of a parsed fitted file."""
     arch, tensors, grids = decode_latents(f, exact_path)
-    return pixels_of(arch, tensors[2 * (arch.arm_hidden + 2) :], grids, device)
+    return pixels_of(arch, tensors[_arm_count(arch) :], grids, device)
