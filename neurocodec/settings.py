@@ -24,6 +24,9 @@ REFINE_STEPS = (0, 15, 30, 80)
 FIT_ITERATIONS = (1000, 3000, 10000)
 FIRST_FITTED = len(REFINE_STEPS)
 DEFAULT_EFFORT = 0
+# What the autoencoder's weights are tuned for (nic --tune): the metric -> the distortion they were trained on.
+TUNES = {"psnr": "mse", "ssim": "msssim"}
+DEFAULT_TUNE = "psnr"
 MAX_EFFORT = FIRST_FITTED + len(FIT_ITERATIONS) - 1
 # Decoding refuses files that declare more pixels than this (a decompression bomb
 # guard like Pillow's MAX_IMAGE_PIXELS); max_pixels= (or nic --max-pixels) raises it.
@@ -36,6 +39,13 @@ def quality_x100(quality: float) -> int:
     if not 0.0 <= q <= 100.0:
         raise NicError(f"quality must be between 0 and 100, not {quality}")
     return round(q * Q100_MAX / 100)
+
+
+def check_tune(tune: object) -> str:
+    """The tuning's name; a bad one fails before any work is done."""
+    if tune not in TUNES:
+        raise NicError(f"tune must be one of {', '.join(TUNES)}, not {tune!r}")
+    return str(tune)
 
 
 def check_effort(effort: object, levels: int = MAX_EFFORT + 1) -> int:

@@ -29,6 +29,13 @@ from .rounding import lower_bound, ste_round, uniform_noise
 # Neighbours differ by 10^0.25; the shipped weights' 15 levels span about 0.06 to
 # 2.6 bits per pixel on the validation photos (weights/TRAINING.md).
 DEFAULT_LAMBDAS = tuple(round(0.1 * 10 ** (k / 4), 7) for k in range(-11, 4))
+# The same ladder for weights tuned for MS-SSIM (`--tune ssim`): loss = bpp + lambda * (1 - MS-SSIM).
+# Each level's lambda is the MSE one times -dMSE / d(1 - MS-SSIM) along the MSE weights' own curve
+# (measured on 256x256 crops of 8 training photos, 1146 at the top level to 3229), so that a level
+# of either tuning lands at about the same rate.
+RATIO_MSSSIM = (2897, 3048, 3229, 3147, 2921, 2620, 2331, 2124, 1894, 1691, 1513, 1332, 1240, 1161, 1146)
+MSSSIM_LAMBDAS = tuple(float(f"{lam * r:.3g}") for lam, r in zip(DEFAULT_LAMBDAS, RATIO_MSSSIM, strict=True))
+LADDERS = {"mse": DEFAULT_LAMBDAS, "msssim": MSSSIM_LAMBDAS}  # distortion -> quality ladder
 
 # Geometry: the analysis takes pixels to y at 1/Y_STRIDE, the hyper-analysis y to
 # z at a further 1/Z_STRIDE. Coding pads the pixels to a multiple of Y_STRIDE
@@ -57,6 +64,7 @@ class ModelConfig:
     nc: int = 0  # hidden channels of the checkerboard context model (0: hyperprior only)
     ne: int = 0  # residual blocks on y at the end of the analysis (encoder only; 0: none)
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
+    distortion: str = "mse"  # what the ladder's lambdas weigh against the rate: "mse" (0..255) or "msssim"
 
     @property
     def levels(self) -> int:
@@ -75,6 +83,7 @@ class ModelConfig:
         d.setdefault("nc", 0)  # weights from before the context model
         d.setdefault("nh0", d["n"])  # weights from before the hyper-synthesis had its own width
         d.setdefault("ne", 0)  # weights from before the analysis had residual blocks on y
+        d.setdefault("distortion", "mse")  # weights from before the MS-SSIM tuning
         return cls(**d)
 
 
@@ -185,6 +194,24 @@ class NicModel(nn.Module):
         model.load_state_dict({**state, "log_gain": gains.float()})
         nearest = (new[:, None] - old[None, :]).abs().argmin(dim=1)
         return model, nearest
+
+    def retuned(self, distortion: str) -> NicModel:
+        """This model to be trained for another distortion: its ladder's lambdas replaced level by level.
+
+        The levels keep their gains, so training starts from rates close to
+        the ones the new lambdas aim at (`LADDERS`).
+        """
+        self._require_encoder()
+        if self.cfg.levels != len(LADDERS[distortion]):
+            raise NicError(
+                f"a model of {self.cfg.levels} levels cannot take the {len(LADDERS[distortion])}-level ladder"
+            )
+        cfg = ModelConfig.from_dict(
+            {**self.cfg.to_dict(), "lambdas": list(LADDERS[distortion]), "distortion": distortion}
+        )
+        model = NicModel(cfg)
+        model.load_state_dict(self.state_dict())
+        return model
 
     def trainable(self, encoder_only: bool = False) -> list[nn.Parameter]:
         """The parameters to train (in `named_parameters` order), the others frozen (no weight gradients).

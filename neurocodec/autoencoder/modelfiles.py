@@ -26,6 +26,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ..settings import DEFAULT_TUNE, TUNES
+
 RETIRED_DIR = "retired"
 SUMS_NAME = "SHA256SUMS"  # in the shipped retired folder: the SHA-256 of each decoder-only file there
 WEIGHTS_ENV = "NIC_WEIGHTS"
@@ -39,7 +41,14 @@ def _shipped_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "weights"
 
 
+def tuned_weights_path(weights: Path, tune: str) -> Path:
+    """The weights tuned for `tune` beside `weights` (the PSNR ones): nic.pt, nic-ssim.pt."""
+    return weights if tune == DEFAULT_TUNE else weights.with_name(f"{weights.stem}-{tune}{weights.suffix}")
+
+
 DEFAULT_WEIGHTS = _shipped_dir() / "nic.pt"  # the weights this release ships
+# The shipped weights of each tuning (`settings.TUNES`); files name their model, so any of them decodes.
+TUNED_WEIGHTS = {tune: tuned_weights_path(DEFAULT_WEIGHTS, tune) for tune in TUNES}
 
 
 def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
@@ -139,7 +148,7 @@ def candidates(identity: bytes, weights: str | os.PathLike | None = None) -> lis
     passed over, so it cannot hide the right one further on.
     """
     found: list[Path] = []
-    for w in dict.fromkeys((resolve_weights(weights), DEFAULT_WEIGHTS)):
+    for w in dict.fromkeys((resolve_weights(weights), *TUNED_WEIGHTS.values())):
         for path in (w, retired_path(w, identity)):
             try:
                 if path.is_file() and model_of(path) == identity and path.resolve() not in found:
@@ -151,7 +160,9 @@ def candidates(identity: bytes, weights: str | os.PathLike | None = None) -> lis
 
 def named_like(identity: bytes, weights: str | os.PathLike | None = None) -> list[Path]:
     """Retired files that carry the name of model `identity` but are not that model (to say why it is missing)."""
-    named = dict.fromkeys(retired_path(w, identity).resolve() for w in (resolve_weights(weights), DEFAULT_WEIGHTS))
+    named = dict.fromkeys(
+        retired_path(w, identity).resolve() for w in (resolve_weights(weights), *TUNED_WEIGHTS.values())
+    )
     good = candidates(identity, weights)
     return [p for p in named if p.is_file() and p not in good]
 

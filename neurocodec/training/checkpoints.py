@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import save_atomic, write_atomic
-from ..autoencoder.model import DEFAULT_LAMBDAS, NicModel
+from ..autoencoder.model import LADDERS, NicModel
 from ..autoencoder.weights import load_float_model
 from ..errors import NicError
 from . import growth
@@ -173,11 +173,12 @@ def save_candidate(model: NicModel, progress: dict, path: str | Path) -> None:
 
 
 def on_default_ladder(model: NicModel, named: growth.NamedAdam | None = None) -> NicModel:
-    """The model on the quality ladder this code defines (`DEFAULT_LAMBDAS`), its Adam state following."""
-    if tuple(model.cfg.lambdas) == DEFAULT_LAMBDAS:
+    """The model on the quality ladder this code defines for its distortion (`LADDERS`), its Adam state following."""
+    ladder = LADDERS[model.cfg.distortion]
+    if tuple(model.cfg.lambdas) == ladder:
         return model
-    print(f"moving the quality ladder from {model.cfg.levels} to {len(DEFAULT_LAMBDAS)} levels", flush=True)
-    model, nearest = model.with_ladder(DEFAULT_LAMBDAS)
+    print(f"moving the quality ladder from {model.cfg.levels} to {len(ladder)} levels", flush=True)
+    model, nearest = model.with_ladder(ladder)
     if named is not None:
         named.levels(nearest)
     return model
@@ -193,6 +194,8 @@ def load_start(
     channels: int | None = None,
     encoder_blocks: int | None = None,
     encoder_only: bool | None = None,
+    distortion: str = "mse",
+    base: Path | None = None,
 ) -> tuple[NicModel, dict | None, dict]:
     """Model, optimizer state and progress counters to continue from.
 
@@ -207,6 +210,10 @@ def load_start(
     Adam's moments follow their tensors by name.
     `encoder_only`: whether the returned optimizer state is for
     `model.trainable(encoder_only=True)` (None: no state is returned).
+    `distortion`: what the model is trained for ("mse", "msssim"); weights
+    trained for the other one are retuned (`NicModel.retuned`). `base`: the
+    weights to start from when there is no checkpoint, candidate or
+    `shipped` file yet (the MSE weights, for a first MS-SSIM run).
     """
     named = None
     if checkpoint_exists(ckpt):
@@ -216,8 +223,14 @@ def load_start(
         model, _, progress = read_checkpoint(candidate)
     elif shipped.exists():
         model, progress = load_float_model(shipped)
+    elif base is not None and base.exists():
+        print(f"starting from {base}", flush=True)
+        model, progress = load_float_model(base)
     else:
         return NicModel(), None, {"step": 0, "pixels": 0}
+    if model.cfg.distortion != distortion:
+        print(f"retuning the model from {model.cfg.distortion} to {distortion}", flush=True)
+        model = model.retuned(distortion)
     model = on_default_ladder(model, named)
     growths = (
         ("latent channels", "m", latent_channels, growth.widened),

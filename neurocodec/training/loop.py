@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from ..autoencoder.model import STRIDE, NicModel
+from ..autoencoder.modelfiles import tuned_weights_path
 from ..autoencoder.weights import export_weights
 from ..devices import pick_device
 from ..errors import NicError
 from ..options import device_option
-from . import distributed
+from ..settings import TUNES
+from . import distortion, distributed
 from .checkpoints import DEFAULT_CANDIDATE, load_start, save_checkpoint
 from .data import DeviceImages, ImageCache, list_images, load_rgb
 
@@ -40,17 +42,24 @@ DEADLINE_RESERVE_S = 10.0
 
 
 def train_step(
-    step_model, opt: torch.optim.Optimizer, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor, bf16: bool
+    step_model,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    level: torch.Tensor,
+    lambdas: torch.Tensor,
+    bf16: bool,
+    kind: str = "mse",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One Adam step on R + lambda*D; returns (loss, bpp per image, MSE per image).
+    """One Adam step on R + lambda*D; returns (loss, bpp per image, distortion per image).
 
     bf16 runs the convolutions in bfloat16 (autocast; on CPUs with AMX several
-    times faster); the rates, the distortion and the weights stay float32.
+    times faster); the rates, the distortion (`kind`: MSE or 1 - MS-SSIM) and
+    the weights stay float32.
     """
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         r = step_model(x, level)
     bpp = (r["y_bits"].float() + r["z_bits"].float()) / (x.shape[2] * x.shape[3])
-    mse = (r["x_hat"].float() - x).square().mean(dim=(1, 2, 3))
+    mse = distortion.per_image(kind, r["x_hat"].float(), x)
     loss = (bpp + lambdas[level] * mse).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -176,14 +185,25 @@ def _growth_option(flag: str, text: str):
     "--valid", default="../shared/data/valid", show_default=True, help="Folder of validation photos (never trained on)."
 )
 @click.option(
-    "--weights",
-    "shipped",
-    default="weights/nic.pt",
+    "--tune",
+    type=click.Choice(TUNES),
+    default="psnr",
     show_default=True,
-    help="Shipped weights: start point and export target.",
+    help="What the weights are for: PSNR (MSE loss) or MS-SSIM (1 - MS-SSIM loss; its first run starts from the "
+    "PSNR weights).",
 )
 @click.option(
-    "--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Local checkpoint with optimizer state."
+    "--weights",
+    "shipped",
+    default=None,
+    help="Shipped weights: start point and export target [default: weights/nic.pt, weights/nic-ssim.pt for --tune "
+    "ssim].",
+)
+@click.option(
+    "--ckpt",
+    default=None,
+    help="Local checkpoint with optimizer state [default: .cache/train/ckpt.pt, .cache/train-ssim/ckpt.pt for "
+    "--tune ssim].",
 )
 @click.option(
     "--candidate",
@@ -268,6 +288,7 @@ def _growth_option(flag: str, text: str):
 def main(
     data,
     valid,
+    tune,
     shipped,
     ckpt,
     candidate,
@@ -313,7 +334,11 @@ def main(
         raise click.UsageError(str(e)) from None
     ranks = distributed.start(dev)
     dev = ranks.device
-    ckpt, shipped = Path(ckpt), Path(shipped)
+    kind = TUNES[tune]
+    ckpt = Path(ckpt or (".cache/train/ckpt.pt" if tune == "psnr" else f".cache/train-{tune}/ckpt.pt"))
+    shipped = Path(shipped or tuned_weights_path(Path("weights/nic.pt"), tune))
+    if tune != "psnr" and candidate == DEFAULT_CANDIDATE:
+        candidate = ""  # the candidate is a PSNR model
     start = None
     if ranks.main:  # the others get rank 0's start point: a node of its own may not have the checkpoint
         try:
@@ -327,6 +352,8 @@ def main(
                 channels,
                 encoder_blocks,
                 encoder_only,
+                kind,
+                Path("weights/nic.pt"),
             )
         except NicError as e:  # under torchrun, the others are stopped by it when this rank exits
             raise click.ClickException(f"{e}; nothing was trained") from None
@@ -430,7 +457,7 @@ def main(
             for g in opt.param_groups:
                 g["lr"] = lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
         x, level = crops()
-        loss, bpp, mse = train_step(step_model, opt, x, level, lambdas, bf16)
+        loss, bpp, mse = train_step(step_model, opt, x, level, lambdas, bf16, kind)
         if ema is not None:
             ema.update_parameters(model)
         done_steps += 1
@@ -447,7 +474,7 @@ def main(
             loss_m, bpp_m, mse_m = (acc["sums"] / acc["n"]).tolist()
             print(
                 f"step {progress['step']} loss {loss_m:.4f} bpp {bpp_m:.3f} "
-                f"mse {mse_m:.2f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
+                f"{'mse' if kind == 'mse' else '1-msssim'} {mse_m:.{2 if kind == 'mse' else 5}f} lr {opt.param_groups[0]['lr']:.2e} img/s {n * batch / (now - last_log):.1f} "
                 f"Mpix/s {n * batch * crop * crop / (now - last_log) / 1e6:.3f} pixels {progress['pixels']:.3e}",
                 flush=True,
             )
