@@ -29,6 +29,7 @@ from PIL import Image
 from . import ratecontrol
 from .autoencoder import codec, refine
 from .autoencoder.gains import lambda_for
+from .autoencoder.modelfiles import tuned_weights
 from .devices import pick_device
 from .errors import NicError, NicWarning
 from .fitted import codec as fitted
@@ -39,6 +40,7 @@ from .progress import Progress
 from .settings import (
     DEFAULT_EFFORT,
     DEFAULT_QUALITY,
+    DEFAULT_TUNE,
     FIRST_FITTED,
     FIT_ITERATIONS,
     MAX_PIXELS,
@@ -75,6 +77,7 @@ def encode_with_info(
     effort: int = DEFAULT_EFFORT,
     metadata: str | tuple | list | set | frozenset = "all",
     progress: Progress | None = None,
+    tune: str = DEFAULT_TUNE,
 ) -> tuple[bytes, EncodeInfo]:
     """Compress an image (path, PIL image or uint8 array) to .nic bytes, and what the encode did (`EncodeInfo`).
 
@@ -89,8 +92,11 @@ def encode_with_info(
     `autoencoder.refine`); any file decodes with the same decoder.
     metadata: which of the ICC profile, EXIF and XMP to keep: "all" (default), "none" or e.g. "icc,exif".
     progress: called as progress(stage, done, total) during long work (tiles, refinement steps).
+    tune: what the autoencoder's weights are tuned for: "psnr" (MSE, the default) or "ssim" (MS-SSIM: fewer
+    bits at equal MS-SSIM, less PSNR; efforts 0-3 only, the fitted levels are tuned for PSNR).
     """
     effort = check_effort(effort) if effort else 0  # None, False and 0.0 mean no effort, as they always did
+    weights = tuned_weights(tune, weights, effort)
     targets = (target_size, target_bpp, target_psnr)
     target = None if all(t is None for t in targets) else ratecontrol.Target(*targets)
     q100 = quality_x100(quality) if target is None else None

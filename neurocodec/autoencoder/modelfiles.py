@@ -26,7 +26,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from ..settings import DEFAULT_TUNE, TUNES
+from ..errors import NicError
+from ..settings import DEFAULT_TUNE, FIRST_FITTED, MAX_EFFORT, TUNES, check_tune
 
 RETIRED_DIR = "retired"
 SUMS_NAME = "SHA256SUMS"  # in the shipped retired folder: the SHA-256 of each decoder-only file there
@@ -49,6 +50,24 @@ def tuned_weights_path(weights: Path, tune: str) -> Path:
 DEFAULT_WEIGHTS = _shipped_dir() / "nic.pt"  # the weights this release ships
 # The shipped weights of each tuning (`settings.TUNES`); files name their model, so any of them decodes.
 TUNED_WEIGHTS = {tune: tuned_weights_path(DEFAULT_WEIGHTS, tune) for tune in TUNES}
+
+
+def tuned_weights(tune: str, weights: str | os.PathLike | None, effort: int) -> str | os.PathLike | None:
+    """The weights to encode with for `tune`: those given (or None: the default) for PSNR, else the shipped ones
+    tuned for it; a tuning that cannot apply fails before any work is done."""
+    if check_tune(tune) == DEFAULT_TUNE:
+        return weights
+    if weights is not None:
+        raise NicError(f"give weights or tune {tune}, not both: the tuning picks the shipped weights tuned for it")
+    if effort >= FIRST_FITTED:
+        raise NicError(
+            f"tune {tune} is for efforts 0-{FIRST_FITTED - 1}: the fitted efforts ({FIRST_FITTED}-{MAX_EFFORT}) "
+            "are tuned for PSNR"
+        )
+    path = TUNED_WEIGHTS[tune]
+    if not path.is_file():
+        raise NicError(f"the weights tuned for {tune} are not installed ({path} is missing)")
+    return path
 
 
 def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
@@ -182,6 +201,7 @@ def availability(identity: bytes, weights: str | os.PathLike | None = None) -> s
         return f"not available here{why}: decode it with the neurocodec version that wrote it"
     if found == resolve_weights(weights).resolve():
         return "the current weights"
-    if found == DEFAULT_WEIGHTS.resolve():
-        return "the shipped weights"
+    for tune, path in TUNED_WEIGHTS.items():
+        if found == path.resolve():
+            return "the shipped weights" + ("" if tune == DEFAULT_TUNE else f" tuned for {tune}")
     return "retired weights, kept for decoding"

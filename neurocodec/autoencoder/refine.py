@@ -4,8 +4,8 @@ The analysis transform g_a is amortised: one network guesses the latents of
 every image in a single pass, and a small model trained on little compute
 guesses well short of the best. The decoder only ever sees integer symbols,
 so the encoder may write any others: here gradient steps on this image's y
-and z lower bits + lambda * MSE (the loss the model was trained for, with the
-lambda of this image's own rate-distortion curve at the chosen quality; see
+and z lower bits + lambda * D (the loss the model was trained for: D is the MSE,
+or 1 - MS-SSIM for weights tuned for it, with the lambda of this image's own rate-distortion curve at the chosen quality; see
 `local_lambda`), with stochastic Gumbel annealing (Yang et al. 2020) as the
 rounding: a random, differentiable choice between the two nearest integers
 that hardens into plain rounding as its temperature falls. z is optimised
@@ -17,8 +17,10 @@ An effort level is a number of steps along one trajectory whose temperature
 and learning rate depend only on the step index, so a higher level continues
 a lower one. The result is the best candidate seen at a few checkpoints (the
 unrefined latents and every level's last step among them), each costed as it
-will be coded and decoded: file bits per pixel + lambda * MSE of the decoded
-pixels. Hence a higher effort never raises that cost.
+will be coded and decoded: file bits per pixel + lambda * D of the decoded
+pixels. Hence a higher effort never raises that cost. (Weights tuned for
+MS-SSIM refine nothing on images under 11 pixels a side, where MS-SSIM is
+not defined.)
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import numpy as np
 import torch
 
 from ..devices import native_bf16
+from ..distortion import ms_ssim as ms_ssim_torch
+from ..metrics import ms_ssim, msssim_scales
 from ..progress import Progress, report
 from ..settings import Q100_MAX, REFINE_STEPS, check_effort
 from .codec import Analysis
@@ -57,17 +61,21 @@ def temperature(step: int) -> float:
     return max(TAU_START * math.exp(-TAU_DECAY * step), TAU_MIN)
 
 
-def rate_mse(a: Analysis, q100: int) -> tuple[float, float]:
-    """Bits per pixel of the .nic file and MSE (0..255) of the pixels the decoder shows."""
+def rate_distortion(a: Analysis, q100: int) -> tuple[float, float]:
+    """Bits per pixel of the .nic file and the distortion its weights were trained for, of the pixels the decoder
+    shows: MSE (0..255) or 1 - MS-SSIM."""
     bits = 8 * len(a.code(q100))
-    err = a.reconstruct(q100).astype(np.float64) - a.img.rgb.astype(np.float64)
+    out = a.reconstruct(q100)
+    if a.w.model.cfg.distortion == "msssim":
+        return bits / a.pixels, 1 - ms_ssim(out, a.img.rgb)
+    err = out.astype(np.float64) - a.img.rgb.astype(np.float64)
     return bits / a.pixels, float(np.mean(err**2))
 
 
 def coded_cost(a: Analysis, q100: int, lam: float) -> float:
-    """Bits per pixel + lambda * MSE, as coded and decoded."""
-    rate, mse = rate_mse(a, q100)
-    return rate + lam * mse
+    """Bits per pixel + lambda * D, as coded and decoded."""
+    rate, d = rate_distortion(a, q100)
+    return rate + lam * d
 
 
 def local_lambda(a: Analysis, q100: int, ladder: float) -> float:
@@ -79,8 +87,8 @@ def local_lambda(a: Analysis, q100: int, ladder: float) -> float:
     local slope, refinement lowers the curve and stays near the requested
     quality: fewer bits for about the same PSNR.
     """
-    r_lo, d_lo = rate_mse(a, max(0, q100 - SLOPE_SPAN))
-    r_hi, d_hi = rate_mse(a, min(Q100_MAX, q100 + SLOPE_SPAN))
+    r_lo, d_lo = rate_distortion(a, max(0, q100 - SLOPE_SPAN))
+    r_hi, d_hi = rate_distortion(a, min(Q100_MAX, q100 + SLOPE_SPAN))
     if not (r_hi > r_lo and d_lo > d_hi):
         return ladder
     return min(max((r_hi - r_lo) / (d_lo - d_hi), ladder / 8), ladder * 8)
@@ -98,22 +106,36 @@ class Refined:
     lam: float  # the lambda of the cost
 
 
-def distortion_grad(model: NicModel, y_hat: torch.Tensor, x: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Sum of squared errors of the synthesis of y_hat against x, and its gradient.
+def distortion_grad(
+    model: NicModel, y_hat: torch.Tensor, x: torch.Tensor, kind: str = "mse"
+) -> tuple[float, torch.Tensor]:
+    """The distortion of the synthesis of y_hat against x (MSE, or 1 - MS-SSIM), and its gradient.
 
     Tile by tile, as `codec.synthesis_tiled` decodes, so memory stays bounded:
     every pixel comes from its tile's window, and the window's gradient is
-    added into the whole.
+    added into the whole. MS-SSIM is not a sum over pixels: images larger
+    than one tile (1024 pixels a side) get the tiles' own 1 - MS-SSIM
+    weighted by their pixels, a stand-in for the gradient's direction (the
+    candidates are costed with the whole image's), and strips under 11
+    pixels none.
     """
     grad = torch.zeros_like(y_hat)
     total = 0.0
+    pixels = x.shape[2] * x.shape[3]
     for t in tiles(tuple(y_hat.shape[2:]), tuple(x.shape[2:]), (Y_STRIDE, 1), TILE // Y_STRIDE, MARGIN // Y_STRIDE):
+        out = x[(..., *t.write)]
+        if kind == "msssim" and not msssim_scales(*out.shape[2:]):
+            continue
         window = y_hat[(..., *t.read)].detach().clone().requires_grad_(True)
-        out = model.synthesis(window.contiguous(memory_format=torch.channels_last))
-        se = (out[(..., *t.keep)].clamp(0, 255) - x[(..., *t.write)]).square().sum()
-        (g,) = torch.autograd.grad(se, window)
+        out = model.synthesis(window.contiguous(memory_format=torch.channels_last))[(..., *t.keep)].clamp(0, 255)
+        ref = x[(..., *t.write)]
+        if kind == "msssim":
+            d = (1 - ms_ssim_torch(out.float(), ref).sum()) * (ref.shape[2] * ref.shape[3] / pixels)
+        else:
+            d = (out - ref).square().sum() / (3 * pixels)
+        (g,) = torch.autograd.grad(d, window)
         grad[(..., *t.read)] += g
-        total += se.item()
+        total += d.item()
     return total, grad
 
 
@@ -128,6 +150,9 @@ def refine(
     steps = steps_for(effort, schedule)
     w, dev = a.w, a.dev
     model = w.model.to(dev)
+    kind = model.cfg.distortion
+    if kind == "msssim" and not msssim_scales(*a.img.rgb.shape[:2]):
+        return Refined(a, math.nan, math.nan, 0, [], math.nan)  # MS-SSIM is not defined here: nothing to refine for
     lam = local_lambda(a, q100, lambda_for(model.cfg.lambdas, q100))
     start = coded_cost(a, q100, lam)
     trace = [(0, start)]
@@ -138,7 +163,7 @@ def refine(
 
     gain = (gains_for(w.gains, q100).to(torch.float64) / 2.0**GAIN_FRAC_BITS).float().view(1, -1, 1, 1).to(dev)
     hy, wy = a.y.shape[2], a.y.shape[3]
-    n = a.pixels  # MSE is over 3 * n values
+    n = a.pixels
     x = torch.from_numpy(np.array(a.img.rgb, dtype=np.float32)).to(dev).permute(2, 0, 1)[None]
     y = a.y.to(dev)
     with torch.no_grad():
@@ -164,9 +189,9 @@ def refine(
             y_bits = w.y.bits(v_soft, scale_g).sum()
             y_hat = (v_soft + mean_g) / gain
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                _, d_grad = distortion_grad(model, y_hat, x)
+                _, d_grad = distortion_grad(model, y_hat, x, kind)
             rate = (y_bits + z_bits) / n
-            grads = torch.autograd.grad([rate, y_hat], [u, z], [torch.ones_like(rate), d_grad * (lam / (3 * n))])
+            grads = torch.autograd.grad([rate, y_hat], [u, z], [torch.ones_like(rate), d_grad * lam])
             u.grad, z.grad = grads
             opt.step()
             report(progress, "refinement", step, steps)

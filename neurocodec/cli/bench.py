@@ -12,6 +12,7 @@ import click
 
 from ..errors import NicError
 from ..options import device_option
+from ..settings import DEFAULT_TUNE, TUNES
 from .common import check_output, friendly, weights_option
 
 
@@ -53,16 +54,19 @@ def _run(
     csv_file: str | None,
     plot_file: str | None,
     weights: str | None,
+    tune: str,
     device: str,
     force: bool,
 ) -> None:
     import json
 
+    from ..autoencoder.modelfiles import tuned_weights
     from ..bench import format_table, load_images, parse_codecs, plot_rd, run_bench, to_csv
 
     codecs = ["nic", *parse_codecs(vs)]
     sweeps = _parse_sweeps(sweep, codecs)
     outputs = _outputs({"json": json_file, "csv": csv_file, "plot": plot_file}, force)
+    weights = tuned_weights(tune, weights, 0)
     if weights and not Path(weights).is_file():
         raise NicError(f"weights file not found: {weights}")
     names, arrays = load_images(images)
@@ -107,6 +111,13 @@ def _run(
 @click.option("--csv", "csv_file", metavar="FILE", help="Write one row per codec and setting as CSV.")
 @click.option("--plot", "plot_file", metavar="FILE.png", help="Draw the rate-distortion curves (needs matplotlib).")
 @weights_option
+@click.option(
+    "--tune",
+    type=click.Choice(list(TUNES)),
+    default=DEFAULT_TUNE,
+    show_default=True,
+    help="Benchmark nic's weights tuned for psnr or for ssim (as nic encode --tune).",
+)
 @device_option
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output files if they exist.")
 def bench(**kwargs) -> None:
@@ -121,5 +132,6 @@ def bench(**kwargs) -> None:
     Examples:
       nic bench --vs all
       nic bench photos/ --vs jpeg,webp --json rd.json --csv rd.csv --plot rd.png
+      nic bench photos/ --vs all --tune ssim   # read the MS-SSIM columns
     """
     friendly(_run)(**kwargs)

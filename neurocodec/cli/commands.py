@@ -18,11 +18,13 @@ from ..errors import NicError
 from ..settings import (
     DEFAULT_EFFORT,
     DEFAULT_QUALITY,
+    DEFAULT_TUNE,
     FIRST_FITTED,
     FIT_ITERATIONS,
     MAX_EFFORT,
     MAX_PIXELS,
     REFINE_STEPS,
+    TUNES,
 )
 from .bench import bench
 from .common import STDIO, batch_options, friendly, weights_option
@@ -184,6 +186,15 @@ def main() -> None:
     f"level {FIRST_FITTED - 1}. Every file decodes with any level's decoder.",
 )
 @click.option(
+    "--tune",
+    type=click.Choice(list(TUNES)),
+    default=DEFAULT_TUNE,
+    show_default=True,
+    help="What the weights are tuned for, like aomenc --tune: psnr (least squared error) or ssim (MS-SSIM: "
+    "fewer bits at equal MS-SSIM, finer texture, lower PSNR). ssim takes efforts up to "
+    f"{FIRST_FITTED - 1} and not --weights.",
+)
+@click.option(
     "--metadata",
     default="all",
     show_default=True,
@@ -203,6 +214,7 @@ def encode(
     bpp: float | None,
     psnr: float | None,
     effort: int,
+    tune: str,
     metadata: str,
     **run,
 ) -> None:
@@ -220,9 +232,11 @@ def encode(
       nic encode photo.png -q 80 -o photo.nic
       nic encode photo.png --size 50KB        # says which quality it chose
       nic encode photo.png -q 60 --effort 2   # smaller file, slower encode
+      nic encode photo.png --tune ssim        # for MS-SSIM instead of PSNR
       nic encode a.png b.jpg photos/ -o out/ --jobs 2 --skip-existing
       cat photo.png | nic encode - > photo.nic
     """
+    from ..autoencoder.modelfiles import tuned_weights
     from ..imageio import metadata_kinds
     from ..ratecontrol import parse_size
     from .batch import image_suffixes, plan
@@ -238,7 +252,8 @@ def encode(
     target = f"{given[0]} {size if size is not None else bpp if bpp is not None else psnr}" if given else None
     job_list = plan(_paths(inputs), output or None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
-    opts = {"quality": quality, "effort": effort, "metadata": metadata, "target": target, **targets}
+    tuned_weights(tune, run["weights"], effort)  # a tuning that cannot apply fails once, before any file
+    opts = {"quality": quality, "effort": effort, "tune": tune, "metadata": metadata, "target": target, **targets}
     _run_batch(job_list, encode_file, opts, run)
 
 

@@ -167,6 +167,7 @@ def encode_file(opts: dict, job: Job) -> Done:
         effort=opts.get("effort", 0),
         metadata=opts.get("metadata", "all"),
         progress=opts.get("progress"),
+        tune=opts.get("tune", "psnr"),
     )
     write_output(job.dst, data, make_dirs=opts.get("make_dirs", False))
     chosen = f", chosen for {opts['target']}" if opts.get("target") else ""

@@ -23,14 +23,15 @@ import click
 import numpy as np
 import torch
 
+from .. import distortion
 from ..autoencoder.model import STRIDE, NicModel
-from ..autoencoder.modelfiles import tuned_weights_path
+from ..autoencoder.modelfiles import DEFAULT_WEIGHTS, tuned_weights_path
 from ..autoencoder.weights import export_weights
 from ..devices import pick_device
 from ..errors import NicError
 from ..options import device_option
 from ..settings import TUNES
-from . import distortion, distributed
+from . import distributed
 from .checkpoints import DEFAULT_CANDIDATE, load_start, save_checkpoint
 from .data import DeviceImages, ImageCache, list_images, load_rgb
 
@@ -353,7 +354,7 @@ def main(
                 encoder_blocks,
                 encoder_only,
                 kind,
-                Path("weights/nic.pt"),
+                DEFAULT_WEIGHTS,
             )
         except NicError as e:  # under torchrun, the others are stopped by it when this rank exits
             raise click.ClickException(f"{e}; nothing was trained") from None

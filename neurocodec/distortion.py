@@ -1,4 +1,4 @@
-"""The distortions training minimises, per image: MSE, or 1 - MS-SSIM (`--tune ssim`).
+"""The distortions the autoencoder is trained and refined for, per image: MSE, or 1 - MS-SSIM (`--tune ssim`).
 
 MS-SSIM here is the benchmarks' (`metrics.ms_ssim`: Gaussian window 11 / 1.5,
 5 scales with fewer on small images, 2x2 averages, channels averaged) written
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..metrics import DATA_RANGE, K1, K2, MSSSIM_WEIGHTS, SIGMA, WINDOW, msssim_scales
+from .metrics import DATA_RANGE, K1, K2, MSSSIM_WEIGHTS, SIGMA, WINDOW, msssim_scales
 
 KINDS = ("mse", "msssim")
 _FLOOR = 1e-6  # where a contrast term below 0 is clamped (metrics clips to 0)
