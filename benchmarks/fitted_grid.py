@@ -9,7 +9,8 @@ bpp is the .nic file's size and its PSNR that of the file as `neurocodec.decode`
 the encode and decode seconds are measured too. Every finished fit (photo, crop, lambda,
 iterations, recipe) is one JSON line in
 benchmarks/results/fitted_grid.jsonl, appended as it finishes, so a run stopped
-anywhere resumes where it was (commit the file between sessions). Cheap budgets
+anywhere resumes where it was (commit the file between sessions); a fit stopped
+midway goes on from its last state (`RESUME`, every 250 iterations). Cheap budgets
 run first over all photos and rates, then the next budget. The reference curves
 (JPEG, WebP, AVIF at Pillow's settings of `nic bench`, and nic's autoencoder at
 efforts 0 and 3) are measured once per crop and kept in the same file.
@@ -46,6 +47,9 @@ from neurocodec.metrics import psnr
 
 RESULTS = Path(__file__).parent / "results" / "fitted_grid.jsonl"
 VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
+# Where a fit in progress keeps its state (every `fit.RESUME_EVERY` iterations): a run stopped mid-fit goes on
+# from there. Not committed: a state is ~10 MB at 768x512; a new machine starts that fit again.
+RESUME = Path(__file__).parent.parent / ".cache" / "fitted-grid"
 REFERENCES = ("jpeg", "jpeg2000", "webp", "avif", "nic-e0", "nic-e3")
 
 
@@ -90,11 +94,14 @@ def quality_of(lam: float) -> int:
     return min(range(0, 10001, 25), key=lambda q: abs(math.log(1 / (255**2 * lambda_for(ladder, q))) - math.log(lam)))
 
 
-def fit_file(image: Image.Image, lam: float, iterations: int) -> dict:
-    """Fit, quantise and code one crop; measure the file and its decode."""
+def fit_file(image: Image.Image, lam: float, iterations: int, resume: Path | None = None) -> dict:
+    """Fit, quantise and code one crop; measure the file and its decode.
+
+    resume: the fit's state file (`fit.fit`); a fit resumed from it has no time per iteration."""
     a = np.asarray(image)
+    resumed = resume is not None and resume.is_file()
     start = time.perf_counter()
-    f = fitted.encode(prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"))
+    f = fitted.encode(prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"), resume=resume)
     data = f.code()
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -108,8 +115,8 @@ def fit_file(image: Image.Image, lam: float, iterations: int) -> dict:
         "net_bpp": net_bits / pixels,
         "latent_bpp": 8 * len(data) / pixels - net_bits / pixels,
         "psnr": psnr(out, a),
-        "seconds": encode_s,
-        "ms_per_iteration": 1000 * encode_s / iterations,
+        "seconds": None if resumed else encode_s,
+        "ms_per_iteration": None if resumed else 1000 * encode_s / iterations,
         "decode_seconds": decode_s,
     }
 
@@ -226,16 +233,15 @@ def main(
         for its, name, lam in jobs[mine::workers]:
             if (name, lam, its) in done:
                 continue
-            r = fit_file(crops[name], lam, its)
+            state = RESUME / f"{name}-{crop}-{lam:g}-{its}.pt"
+            r = fit_file(crops[name], lam, its, state)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
             row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)
             rows.append(row)
-            print(
-                f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB "
-                f"{r['ms_per_iteration']:.0f} ms/it",
-                flush=True,
-            )
+            state.unlink(missing_ok=True)
+            speed = "resumed" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.0f} ms/it"
+            print(f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {speed}", flush=True)
     print(report(rows, crop, recipe))
 
 

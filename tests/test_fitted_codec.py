@@ -219,3 +219,25 @@ def test_a_hostile_size_is_refused_before_decoding(odd):
     struct.pack_into("<II", body, 8, 1 << 20, 2)  # 2^20 x 2: few pixels, a million steps
     with pytest.raises(NicError, match="exceeds the mode's limits"):
         neurocodec.decode(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_a_long_fit_goes_on_from_its_saved_state_and_never_from_another_fits(tmp_path, monkeypatch):
+    from neurocodec.fitted import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "RESUME_EVERY", 10)
+    x = torch.from_numpy(smooth_image(12, 10, seed=3).astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+    def run(lam: float, resume=None) -> tuple[list[int], list[torch.Tensor]]:
+        seen: list[int] = []
+        m = fit_module.fit(x, lam, 25, progress=lambda stage, done, total: seen.append(done), resume=resume)
+        return seen, [p.detach().clone() for p in m.parameters()]
+
+    whole = run(0.01)
+    state = tmp_path / "fit.pt"
+    assert run(0.01, state)[0] == [10, 20, 25]
+    assert torch.load(state, weights_only=True)["iteration"] == 20  # the last state before the end
+    seen, resumed = run(0.01, state)
+    assert seen == [25]  # only iterations 21-25 ran
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(whole[1], resumed, strict=True))
+    seen, _ = run(0.02, state)  # another fit's state: started afresh
+    assert seen == [10, 20, 25]
