@@ -23,20 +23,27 @@ from neurocodec.autoencoder.model import DEFAULT_LAMBDAS, MSSSIM_LAMBDAS
 from neurocodec.autoencoder.refine import coded_cost, distortion_grad, rate_distortion, refine
 from neurocodec.autoencoder.weights import export_weights, load_float_model, load_weights
 from neurocodec.errors import NicError
-from neurocodec.metrics import ms_ssim
+from neurocodec.metrics import ms_ssim, psnr
 from neurocodec.settings import FIRST_FITTED, quality_x100
 from neurocodec.training import loop
 from neurocodec.training.checkpoints import load_start
 
 
 @pytest.fixture(scope="module")
-def ssim_file(tmp_path_factory) -> Path:
-    """The shipped weights retuned for MS-SSIM and exported (untrained: the plumbing is under test here)."""
+def exports(tmp_path_factory) -> tuple[Path, Path]:
+    """The shipped weights retuned for MS-SSIM (untrained: the plumbing is under test here), exported as shipped
+    (floats in float16) and whole."""
     model, progress = load_float_model(ROOT / "weights" / "nic.pt")
-    path = tmp_path_factory.mktemp("tuned") / "nic-ssim.pt"
+    folder = tmp_path_factory.mktemp("tuned")
     calib = torch.from_numpy(np.stack([smooth_image(128, 128, seed=s) for s in range(2)])).permute(0, 3, 1, 2)
-    export_weights(model.retuned("msssim"), path, progress, calib.float())
-    return path
+    for name, half in (("nic-ssim.pt", True), ("whole.pt", False)):
+        export_weights(model.retuned("msssim"), folder / name, progress, calib.float(), half=half)
+    return folder / "nic-ssim.pt", folder / "whole.pt"
+
+
+@pytest.fixture(scope="module")
+def ssim_file(exports) -> Path:
+    return exports[0]
 
 
 @pytest.fixture
@@ -94,6 +101,18 @@ def test_tune_ssim_encodes_with_its_weights_and_any_decoder_finds_them(ssim_weig
     assert out.shape == example_crop.shape
     identity = bytes.fromhex(info.model)
     assert modelfiles.availability(identity) == "the shipped weights tuned for ssim"
+
+
+def test_weights_stored_in_float16_take_half_the_bytes_and_code_as_the_whole_ones(exports, example_crop):
+    half, whole = exports
+    assert half.stat().st_size < 0.6 * whole.stat().st_size
+    stored = torch.load(half, weights_only=True)["state"]
+    assert {v.dtype for v in stored.values()} == {torch.float16, torch.float32}
+    for q in (20, 80):
+        files = [neurocodec.encode(example_crop, quality=q, weights=w) for w in (half, whole)]
+        shown = [np.asarray(neurocodec.decode(f, weights=w)) for f, w in zip(files, (half, whole), strict=True)]
+        assert abs(len(files[0]) - len(files[1])) <= 0.01 * len(files[1])
+        assert abs(psnr(shown[0], example_crop) - psnr(shown[1], example_crop)) < 0.05
 
 
 def test_a_tuning_that_cannot_apply_fails_before_any_work(ssim_weights, example_crop, tmp_path):

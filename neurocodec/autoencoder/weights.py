@@ -144,7 +144,12 @@ def retire_weights(weights: str | Path) -> Path:
 
 @torch.no_grad()
 def export_weights(
-    model: NicModel, path: str | Path, progress: dict, calib: torch.Tensor, training_ladder: NicModel | None = None
+    model: NicModel,
+    path: str | Path,
+    progress: dict,
+    calib: torch.Tensor,
+    training_ladder: NicModel | None = None,
+    half: bool = False,
 ) -> None:
     """Freeze a trained float model into shipped weights with their integer parts.
 
@@ -152,6 +157,9 @@ def export_weights(
     calibrate the fixed-point activation ranges of the hyper-synthesis.
     training_ladder: the model as trained, when `model` ships fewer of its
     quality levels; its gains are kept for training to resume (coding ignores them).
+    half: store the networks' large float tensors in float16 (half the bytes: every
+    weights file travels in each checkout and wheel); the integer parts are made
+    from the float32 model first, and loading widens the floats back to float32.
     """
     was_training = model.training
     model.eval()
@@ -167,7 +175,7 @@ def export_weights(
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
         "config": model.cfg.to_dict(),
-        "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state": {k: _stored(v, half) for k, v in model.state_dict().items()},
         "hyper": hyper.to_list(),
         **({"context": context.to_dict()} if context is not None else {}),
         "y_tables": gaussian_tables().to_dict(),
@@ -182,6 +190,14 @@ def export_weights(
             "log_gain": training_ladder.log_gain.detach().clone(),
         }
     save_atomic(obj, path)
+
+
+HALF_MIN_SIZE = 4096  # smaller tensors (gains, GDN's, biases) stay float32 under `half`: few bytes, finer values
+
+
+def _stored(v: torch.Tensor, half: bool) -> torch.Tensor:
+    v = v.detach().clone()
+    return v.half() if half and v.is_floating_point() and v.numel() >= HALF_MIN_SIZE else v
 
 
 def _anchor_samples(model: NicModel, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,12 @@ from .data import ImageCache
     is_flag=True,
     help=f"Write the float model to {DEFAULT_CANDIDATE} for training to resume, instead of shipping it.",
 )
-def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_candidate: bool) -> None:
+@click.option(
+    "--half",
+    is_flag=True,
+    help="Store the networks' large float tensors as float16: half the bytes (the exact integer parts are unchanged).",
+)
+def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_candidate: bool, half: bool) -> None:
     """Export a checkpoint (float model) with its integer tables for coding."""
     torch.set_num_threads(2)
     try:  # a missing checkpoint must not become a freshly initialised model shipped as the weights
@@ -73,7 +78,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
             click.echo(f"kept the decoder of the weights it replaces as {old}; commit it with {old.parent / SUMS_NAME}")
         else:
             click.echo(f"kept the weights it replaces as {old}")
-    export_weights(model, out, progress, calib, training_ladder=trained)
+    export_weights(model, out, progress, calib, training_ladder=trained, half=half)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
     if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:
         candidate.unlink()
