@@ -99,9 +99,13 @@ def fit_file(image: Image.Image, lam: float, iterations: int, resume: Path | Non
 
     resume: the fit's state file (`fit.fit`); a fit resumed from it has no time per iteration."""
     a = np.asarray(image)
-    resumed = resume is not None and resume.is_file()
+    stages: set[str] = set()
     start = time.perf_counter()
-    f = fitted.encode(prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"), resume=resume)
+    f = fitted.encode(
+        prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"),
+        progress=lambda stage, done, total: stages.add(stage), resume=resume,
+    )  # fmt: skip
+    resumed = "resumed" in stages
     data = f.code()
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -157,10 +161,11 @@ def report(rows: list[dict], crop: int | str, recipe: str = RECIPE) -> str:
                     logs.append(math.log(r["bpp"] / ref))
             cells.append(f"{100 * (math.exp(np.mean(logs)) - 1):+.1f} % ({len(logs)})" if logs else "-")
         bpps = [r["bpp"] for r in pts]
-        ms = np.median([r["ms_per_iteration"] for r in pts])
+        timed = [r["ms_per_iteration"] for r in pts if r["ms_per_iteration"] is not None]  # resumed fits: none
+        ms = f"{np.median(timed):.0f}" if timed else "-"
         lines.append(
             f"| {its} | {len({r['image'] for r in pts})} | {len(pts)} | {min(bpps):.3f}-{max(bpps):.3f} | "
-            f"{ms:.0f} | " + " | ".join(cells) + " |"
+            f"{ms} | " + " | ".join(cells) + " |"
         )
     lines += [
         "",

@@ -104,6 +104,11 @@ def encode_with_info(
     a = codec.analyse(image, device, weights, metadata, progress)
     clock.lap("analysis")
     if effort >= FIRST_FITTED:
+        if a.w.model.cfg.distortion != "mse":
+            raise NicError(
+                f"effort {effort} fits for PSNR, and these weights are tuned for {a.w.model.cfg.distortion}: use "
+                f"effort {FIRST_FITTED - 1} or lower with them"
+            )
         fitted.check_size(*a.source.shape[:2])  # before the autoencoder's refinement, not after
     result = _autoencoder(a, q100, target, min(effort, FIRST_FITTED - 1), progress, clock)
     if effort >= FIRST_FITTED:

@@ -31,7 +31,17 @@ def _blur(x: torch.Tensor, gh: torch.Tensor, gw: torch.Tensor) -> torch.Tensor:
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM per image of (N, C, H, W) images in 0..255 (the conventions of `metrics.ms_ssim`)."""
+    """MS-SSIM per image of (N, C, H, W) images in 0..255 (the conventions of `metrics.ms_ssim`).
+
+    Always in float32 or wider, autocast or not: in bfloat16 the variances (E[x^2] - E[x]^2 near 65025, in steps
+    of 256) drown the constant c2 = 58.5, and the gradient points anywhere.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(x.dtype, y.dtype), torch.float32)
+        return _ms_ssim(x.to(dtype), y.to(dtype))
+
+
+def _ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     scales = msssim_scales(x.shape[2], x.shape[3])
     if scales == 0:
         raise ValueError(f"MS-SSIM needs at least {WINDOW}x{WINDOW} pixels, not {x.shape[3]}x{x.shape[2]}")

@@ -43,7 +43,7 @@ def quality_x100(quality: float) -> int:
 
 def check_tune(tune: object) -> str:
     """The tuning's name; a bad one fails before any work is done."""
-    if tune not in TUNES:
+    if not isinstance(tune, str) or tune not in TUNES:
         raise NicError(f"tune must be one of {', '.join(TUNES)}, not {tune!r}")
     return str(tune)
 

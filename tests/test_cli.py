@@ -17,8 +17,8 @@ from helpers import psnr, smooth_image
 from PIL import Image
 
 
-def nic(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def nic(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "neurocodec.cli", *map(str, args)],
         capture_output=True,

@@ -229,15 +229,16 @@ def test_a_long_fit_goes_on_from_its_saved_state_and_never_from_another_fits(tmp
 
     def run(lam: float, resume=None) -> tuple[list[int], list[torch.Tensor]]:
         seen: list[int] = []
-        m = fit_module.fit(x, lam, 25, progress=lambda stage, done, total: seen.append(done), resume=resume)
+        m = fit_module.fit(x, lam, 25, progress=lambda stage, done, total: seen.append((stage, done)), resume=resume)
         return seen, [p.detach().clone() for p in m.parameters()]
 
     whole = run(0.01)
     state = tmp_path / "fit.pt"
-    assert run(0.01, state)[0] == [10, 20, 25]
+    fresh = [("fitting", 10), ("fitting", 20), ("fitting", 25)]
+    assert run(0.01, state)[0] == fresh
     assert torch.load(state, weights_only=True)["iteration"] == 20  # the last state before the end
     seen, resumed = run(0.01, state)
-    assert seen == [25]  # only iterations 21-25 ran
+    assert seen == [("resumed", 20), ("fitting", 25)]  # only iterations 21-25 ran
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(whole[1], resumed, strict=True))
     seen, _ = run(0.02, state)  # another fit's state: started afresh
-    assert seen == [10, 20, 25]
+    assert seen == fresh

@@ -192,7 +192,7 @@ def export_weights(
     save_atomic(obj, path)
 
 
-HALF_MIN_SIZE = 4096  # smaller tensors (gains, GDN's, biases) stay float32 under `half`: few bytes, finer values
+HALF_MIN_SIZE = 4096  # smaller tensors (gains, biases, GDN's beta) stay float32 under `half`: few bytes
 
 
 def _stored(v: torch.Tensor, half: bool) -> torch.Tensor:

@@ -13,7 +13,7 @@ import click
 from ..errors import NicError
 from ..options import device_option
 from ..settings import DEFAULT_TUNE, TUNES
-from .common import check_output, friendly, weights_option
+from .common import check_output, friendly, weights_for_tune, weights_option
 
 
 def _parse_sweeps(items: tuple[str, ...], codecs: list[str]) -> dict[str, list[float]]:
@@ -134,4 +134,5 @@ def bench(**kwargs) -> None:
       nic bench photos/ --vs jpeg,webp --json rd.json --csv rd.csv --plot rd.png
       nic bench photos/ --vs all --tune ssim   # read the MS-SSIM columns
     """
+    kwargs["weights"] = weights_for_tune(kwargs["tune"], kwargs["weights"])
     friendly(_run)(**kwargs)

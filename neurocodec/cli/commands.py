@@ -27,7 +27,7 @@ from ..settings import (
     TUNES,
 )
 from .bench import bench
-from .common import STDIO, batch_options, friendly, weights_option
+from .common import STDIO, batch_options, friendly, weights_for_tune, weights_option
 
 
 def _paths(inputs: tuple[str, ...]) -> list[Path]:
@@ -252,6 +252,7 @@ def encode(
     target = f"{given[0]} {size if size is not None else bpp if bpp is not None else psnr}" if given else None
     job_list = plan(_paths(inputs), output or None, ".nic", image_suffixes())
     _refuse_terminal(job_list, "a .nic file")
+    run["weights"] = weights_for_tune(tune, run["weights"])
     tuned_weights(tune, run["weights"], effort)  # a tuning that cannot apply fails once, before any file
     opts = {"quality": quality, "effort": effort, "tune": tune, "metadata": metadata, "target": target, **targets}
     _run_batch(job_list, encode_file, opts, run)

@@ -11,6 +11,7 @@ import click
 
 from ..errors import NicError
 from ..options import device_option
+from ..settings import DEFAULT_TUNE
 
 STDIO = Path("-")  # stdin or stdout, as an input or an output
 
@@ -102,6 +103,13 @@ weights_option = click.option(
     show_envvar=True,
     help="Weights of your own (nic train) [default: the shipped weights].",
 )
+
+
+def weights_for_tune(tune: str, weights: str | None) -> str | None:
+    """--weights as given, but not $NIC_WEIGHTS under another tuning than psnr: the variable names one's own
+    (PSNR) weights, and --tune picks the shipped weights tuned for it, as tune= does in the API."""
+    source = click.get_current_context().get_parameter_source("weights")
+    return None if tune != DEFAULT_TUNE and source == click.core.ParameterSource.ENVIRONMENT else weights
 
 
 def batch_options(fn: Callable) -> Callable:

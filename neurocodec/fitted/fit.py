@@ -60,8 +60,8 @@ def fit(
 
     resume: a file where the fit keeps its state every RESUME_EVERY iterations
     and from which it goes on if it holds the state of this same fit (long
-    fits in benchmarks outlive a machine). The random stream is resumed on the
-    CPU only.
+    fits in benchmarks outlive a machine); a resumed fit reports the iteration it
+    goes on from as stage "resumed". The random stream is resumed on the CPU only.
     """
     torch.manual_seed(seed)
     h, w = x.shape[2], x.shape[3]
@@ -75,8 +75,9 @@ def fit(
         if state.get("key") == key:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
+            torch.set_rng_state(state["rng"].cpu())
             start = state["iteration"]
+            report(progress, "resumed", start, iterations)
     for it in range(start, iterations):
         hard = it >= soft
         frac = min(it / max(soft, 1), 1.0)

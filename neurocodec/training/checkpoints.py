@@ -228,10 +228,10 @@ def load_start(
         model, progress = load_float_model(base)
     else:
         return NicModel(), None, {"step": 0, "pixels": 0}
+    model = on_default_ladder(model, named)
     if model.cfg.distortion != distortion:
         print(f"retuning the model from {model.cfg.distortion} to {distortion}", flush=True)
         model = model.retuned(distortion)
-    model = on_default_ladder(model, named)
     growths = (
         ("latent channels", "m", latent_channels, growth.widened),
         ("1/8-resolution layers' channels", "n_deep", deep_channels, growth.deepened),

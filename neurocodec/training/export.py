@@ -1,6 +1,7 @@
 """Turn a training checkpoint into shipped weights.
 
 python -m neurocodec.training.export --ckpt .cache/train/ckpt.pt --out weights/nic.pt [--levels N]
+python -m neurocodec.training.export --ckpt .cache/train-ssim/ckpt.pt --half   # -> weights/nic-ssim.pt
 
 Training keeps the whole quality ladder, whose top levels push the transforms
 towards fidelity; `--levels` ships only the lowest N of them, for when the top
@@ -23,16 +24,22 @@ import click
 import numpy as np
 import torch
 
-from ..autoencoder.modelfiles import SUMS_NAME, is_shipped_folder
+from ..autoencoder.modelfiles import SUMS_NAME, is_shipped_folder, tuned_weights_path
 from ..autoencoder.weights import export_weights, retire_weights
 from ..errors import NicError
+from ..settings import DEFAULT_TUNE, TUNES
 from .checkpoints import DEFAULT_CANDIDATE, on_default_ladder, read_checkpoint, save_candidate, trained_pixels
 from .data import ImageCache
 
 
 @click.command()
 @click.option("--ckpt", default=".cache/train/ckpt.pt", show_default=True, help="Training checkpoint to export.")
-@click.option("--out", default="weights/nic.pt", show_default=True, help="Shipped weights file to write.")
+@click.option(
+    "--out",
+    default=None,
+    help="Shipped weights file to write [default: weights/nic.pt, or weights/nic-ssim.pt for a model trained "
+    "with --tune ssim].",
+)
 @click.option("--data", default="../shared/data/train", show_default=True, help="Training photos, for calibration.")
 @click.option("--levels", type=click.IntRange(2), default=None, help="Ship only the lowest N quality levels.")
 @click.option(
@@ -53,7 +60,9 @@ from .data import ImageCache
     is_flag=True,
     help="Store the networks' large float tensors as float16: half the bytes (the exact integer parts are unchanged).",
 )
-def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_candidate: bool, half: bool) -> None:
+def main(
+    ckpt: str, out: str | None, data: str, levels: int | None, retire: bool, as_candidate: bool, half: bool
+) -> None:
     """Export a checkpoint (float model) with its integer tables for coding."""
     torch.set_num_threads(2)
     try:  # a missing checkpoint must not become a freshly initialised model shipped as the weights
@@ -61,7 +70,17 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
     except NicError as e:
         raise click.ClickException(f"{e}; nothing was written") from None
     model = on_default_ladder(model)
+    tune = {d: t for t, d in TUNES.items()}[model.cfg.distortion]
+    out = out or str(tuned_weights_path(Path("weights/nic.pt"), tune))
+    names = {tuned_weights_path(Path("nic.pt"), t).name: t for t in TUNES}
+    if names.get(Path(out).name, tune) != tune:
+        raise click.ClickException(
+            f"the checkpoint is tuned for {tune}, and {Path(out).name} is the name of the {names[Path(out).name]} "
+            "weights; nothing was written"
+        )
     candidate = Path(out).parent / Path(DEFAULT_CANDIDATE).name
+    if as_candidate and tune != DEFAULT_TUNE:
+        raise click.ClickException(f"a candidate is a {DEFAULT_TUNE} model, this one is tuned for {tune}")
     if as_candidate:
         save_candidate(model, progress, candidate)
         click.echo(f"wrote {candidate} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
@@ -80,7 +99,7 @@ def main(ckpt: str, out: str, data: str, levels: int | None, retire: bool, as_ca
             click.echo(f"kept the weights it replaces as {old}")
     export_weights(model, out, progress, calib, training_ladder=trained, half=half)
     click.echo(f"wrote {out} (step {progress['step']}, {progress['pixels']:.3e} pixels)")
-    if candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:
+    if tune == DEFAULT_TUNE and candidate.exists() and trained_pixels(candidate) <= progress["pixels"]:
         candidate.unlink()
         click.echo(f"removed {candidate}: the shipped weights have overtaken it")
 

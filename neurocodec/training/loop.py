@@ -354,7 +354,7 @@ def main(
                 encoder_blocks,
                 encoder_only,
                 kind,
-                DEFAULT_WEIGHTS,
+                DEFAULT_WEIGHTS if kind != "mse" else None,  # a first run of another tuning starts from PSNR's
             )
         except NicError as e:  # under torchrun, the others are stopped by it when this rank exits
             raise click.ClickException(f"{e}; nothing was trained") from None
