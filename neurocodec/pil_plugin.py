@@ -5,6 +5,7 @@
     Image.open("photo.nic").save("photo.png")
     Image.open("photo.png").save("small.nic", quality=60)
     Image.open("photo.png").save("smaller.nic", quality=60, effort=2)  # slower, fewer bytes
+    Image.open("photo.png").save("ssim.nic", tune="ssim")  # the weights tuned for MS-SSIM
     image.save("x.nic", exif=exif_bytes, xmp=xmp_bytes, metadata="exif")  # im.info gets them back
 
 A damaged .nic file raises `DamagedNicFile` (an UnidentifiedImageError and a NicError) that says why.
@@ -74,7 +75,7 @@ class NicDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
     from .api import encode
-    from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY
+    from .settings import DEFAULT_EFFORT, DEFAULT_QUALITY, DEFAULT_TUNE
 
     info = im.encoderinfo
     image = im
@@ -93,6 +94,7 @@ def _save(im: Image.Image, fp: io.IOBase, filename: str | bytes) -> None:
             target_psnr=info.get("target_psnr"),
             effort=info.get("effort", DEFAULT_EFFORT),
             metadata=info.get("metadata", "all"),
+            tune=info.get("tune", DEFAULT_TUNE),
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -106,6 +107,9 @@ def test_tune_ssim_encodes_with_its_weights_and_any_decoder_finds_them(ssim_weig
     assert out.shape == example_crop.shape
     identity = bytes.fromhex(info.model)
     assert modelfiles.availability(identity) == "the shipped weights tuned for ssim"
+    saved = io.BytesIO()
+    Image.fromarray(example_crop).save(saved, format="NIC", quality=60, tune="ssim")  # Pillow's save
+    assert saved.getvalue() == data
 
 
 def test_weights_stored_in_float16_take_half_the_bytes_and_code_as_the_whole_ones(exports, example_crop):
