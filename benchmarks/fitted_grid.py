@@ -42,6 +42,7 @@ from neurocodec.autoencoder.weights import load_weights
 from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
 from neurocodec.fitted import codec as fitted
 from neurocodec.fitted.fit import RECIPE
+from neurocodec.fitted.model import DEFAULT, Architecture
 from neurocodec.imageio import prepare
 from neurocodec.metrics import psnr
 
@@ -94,7 +95,16 @@ def quality_of(lam: float) -> int:
     return min(range(0, 10001, 25), key=lambda q: abs(math.log(1 / (255**2 * lambda_for(ladder, q))) - math.log(lam)))
 
 
-def fit_file(image: Image.Image, lam: float, iterations: int, resume: Path | None = None) -> dict:
+def recipe_of(arch: Architecture) -> str:
+    """The recipe's name in the results file: `fit.RECIPE`, and the architecture when it is not the default."""
+    if arch == DEFAULT:
+        return RECIPE
+    return f"{RECIPE} | arch {arch.levels},{arch.arm_width},{arch.arm_hidden},{arch.syn_width}"
+
+
+def fit_file(
+    image: Image.Image, lam: float, iterations: int, resume: Path | None = None, arch: Architecture = DEFAULT
+) -> dict:
     """Fit, quantise and code one crop; measure the file and its decode.
 
     resume: the fit's state file (`fit.fit`); a fit resumed from it has no time per iteration."""
@@ -102,7 +112,7 @@ def fit_file(image: Image.Image, lam: float, iterations: int, resume: Path | Non
     stages: set[str] = set()
     start = time.perf_counter()
     f = fitted.encode(
-        prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"),
+        prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"), arch,
         progress=lambda stage, done, total: stages.add(stage), resume=resume,
     )  # fmt: skip
     resumed = "resumed" in stages
@@ -195,7 +205,16 @@ def report(rows: list[dict], crop: int | str, recipe: str = RECIPE) -> str:
     help="I/N: this worker runs every N-th fit from the I-th (run N workers of 1 thread on N cores).",
 )
 @click.option("--report", "only_report", is_flag=True, help="Only print the report of what is in the results file.")
-@click.option("--recipe", default=RECIPE, show_default=True, help="Which recipe's rows the report shows.")
+@click.option(
+    "--recipe", default=None, help="Which recipe's rows the report shows [default: the one --arch fits with]."
+)
+@click.option(
+    "--arch",
+    default=None,
+    metavar="LEVELS,ARM_WIDTH,ARM_HIDDEN,SYN_WIDTH",
+    help=f"Fit another architecture than the default ({DEFAULT.levels},{DEFAULT.arm_width},{DEFAULT.arm_hidden},"
+    f"{DEFAULT.syn_width}); its rows get their own recipe name.",
+)
 def main(
     images: tuple[str, ...],
     photos: int,
@@ -206,10 +225,14 @@ def main(
     threads: int,
     shard: str,
     only_report: bool,
-    recipe: str,
+    recipe: str | None,
+    arch: str | None,
 ) -> None:
     """Fit what the results file lacks (cheapest budget first), then print the report."""
     torch.set_num_threads(threads)
+    shape = DEFAULT if arch is None else Architecture(*(int(v) for v in arch.split(",")))
+    shape.check()
+    fitting = recipe_of(shape)
     paths = [Path(p) for p in images] or sorted(VALID.glob("*.png"))[:photos]
     rows = load()
     crop = crop_key(crop)
@@ -227,7 +250,7 @@ def main(
         done = {
             (r["image"], r["lambda"], r["iterations"])
             for r in rows
-            if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == RECIPE
+            if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == fitting
         }
         jobs = [
             (its, name, lam)
@@ -238,16 +261,17 @@ def main(
         for its, name, lam in jobs[mine::workers]:
             if (name, lam, its) in done:
                 continue
-            state = RESUME / f"{name}-{crop}-{lam:g}-{its}.pt"
-            r = fit_file(crops[name], lam, its, state)
+            variant = "" if shape == DEFAULT else "-" + arch.replace(",", "-")
+            state = RESUME / f"{name}-{crop}-{lam:g}-{its}{variant}.pt"
+            r = fit_file(crops[name], lam, its, state, shape)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
-            row.update(recipe=RECIPE, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
+            row.update(recipe=fitting, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)
             rows.append(row)
             state.unlink(missing_ok=True)
             speed = "resumed" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.0f} ms/it"
             print(f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {speed}", flush=True)
-    print(report(rows, crop, recipe))
+    print(report(rows, crop, recipe or fitting))
 
 
 if __name__ == "__main__":
