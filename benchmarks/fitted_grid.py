@@ -233,6 +233,7 @@ def main(
     shape = DEFAULT if arch is None else Architecture(*(int(v) for v in arch.split(",")))
     shape.check()
     fitting = recipe_of(shape)
+    variant = "" if shape == DEFAULT else "-" + arch.replace(",", "-")  # in the names of its fits' state files
     paths = [Path(p) for p in images] or sorted(VALID.glob("*.png"))[:photos]
     rows = load()
     crop = crop_key(crop)
@@ -261,7 +262,6 @@ def main(
         for its, name, lam in jobs[mine::workers]:
             if (name, lam, its) in done:
                 continue
-            variant = "" if shape == DEFAULT else "-" + arch.replace(",", "-")
             state = RESUME / f"{name}-{crop}-{lam:g}-{its}{variant}.pt"
             r = fit_file(crops[name], lam, its, state, shape)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}

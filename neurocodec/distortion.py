@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import DATA_RANGE, K1, K2, MSSSIM_WEIGHTS, SIGMA, WINDOW, msssim_scales
+from .settings import TUNES
 
-KINDS = ("mse", "msssim")
+KINDS = tuple(TUNES.values())  # the distortion each tuning's weights are trained for
 _FLOOR = 1e-6  # where a contrast term below 0 is clamped (metrics clips to 0)
 
 

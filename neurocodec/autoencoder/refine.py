@@ -5,7 +5,8 @@ every image in a single pass, and a small model trained on little compute
 guesses well short of the best. The decoder only ever sees integer symbols,
 so the encoder may write any others: here gradient steps on this image's y
 and z lower bits + lambda * D (the loss the model was trained for: D is the MSE,
-or 1 - MS-SSIM for weights tuned for it, with the lambda of this image's own rate-distortion curve at the chosen quality; see
+or 1 - MS-SSIM for weights tuned for it, with the lambda of this image's own
+rate-distortion curve at the chosen quality; see
 `local_lambda`), with stochastic Gumbel annealing (Yang et al. 2020) as the
 rounding: a random, differentiable choice between the two nearest integers
 that hardens into plain rounding as its temperature falls. z is optimised
@@ -32,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import distortion
 from ..devices import native_bf16
-from ..distortion import ms_ssim as ms_ssim_torch
 from ..metrics import ms_ssim, msssim_scales
 from ..progress import Progress, report
 from ..settings import Q100_MAX, REFINE_STEPS, check_effort
@@ -123,16 +124,13 @@ def distortion_grad(
     total = 0.0
     pixels = x.shape[2] * x.shape[3]
     for t in tiles(tuple(y_hat.shape[2:]), tuple(x.shape[2:]), (Y_STRIDE, 1), TILE // Y_STRIDE, MARGIN // Y_STRIDE):
-        out = x[(..., *t.write)]
-        if kind == "msssim" and not msssim_scales(*out.shape[2:]):
+        ref = x[(..., *t.write)]
+        if kind == "msssim" and not msssim_scales(*ref.shape[2:]):
             continue
         window = y_hat[(..., *t.read)].detach().clone().requires_grad_(True)
         out = model.synthesis(window.contiguous(memory_format=torch.channels_last))[(..., *t.keep)].clamp(0, 255)
-        ref = x[(..., *t.write)]
-        if kind == "msssim":
-            d = (1 - ms_ssim_torch(out.float(), ref).sum()) * (ref.shape[2] * ref.shape[3] / pixels)
-        else:
-            d = (out - ref).square().sum() / (3 * pixels)
+        # the tile's own distortion, weighted by its share of the pixels: for MSE, exactly the whole image's
+        d = distortion.per_image(kind, out, ref).sum() * (ref.shape[2] * ref.shape[3] / pixels)
         (g,) = torch.autograd.grad(d, window)
         grad[(..., *t.read)] += g
         total += d.item()

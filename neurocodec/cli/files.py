@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import NicError, NicWarning
+from ..settings import DEFAULT_TUNE
 from .batch import Done, Job
 from .common import STDIO, check_writable
 
@@ -167,7 +168,7 @@ def encode_file(opts: dict, job: Job) -> Done:
         effort=opts.get("effort", 0),
         metadata=opts.get("metadata", "all"),
         progress=opts.get("progress"),
-        tune=opts.get("tune", "psnr"),
+        tune=opts.get("tune", DEFAULT_TUNE),
     )
     write_output(job.dst, data, make_dirs=opts.get("make_dirs", False))
     chosen = f", chosen for {opts['target']}" if opts.get("target") else ""

@@ -30,7 +30,7 @@ from ..autoencoder.weights import export_weights
 from ..devices import pick_device
 from ..errors import NicError
 from ..options import device_option
-from ..settings import TUNES
+from ..settings import DEFAULT_TUNE, TUNES
 from . import distributed
 from .checkpoints import DEFAULT_CANDIDATE, load_start, save_checkpoint
 from .data import DeviceImages, ImageCache, list_images, load_rgb
@@ -188,7 +188,7 @@ def _growth_option(flag: str, text: str):
 @click.option(
     "--tune",
     type=click.Choice(TUNES),
-    default="psnr",
+    default=DEFAULT_TUNE,
     show_default=True,
     help="What the weights are for: PSNR (MSE loss) or MS-SSIM (1 - MS-SSIM loss; its first run starts from the "
     "PSNR weights).",
@@ -336,9 +336,9 @@ def main(
     ranks = distributed.start(dev)
     dev = ranks.device
     kind = TUNES[tune]
-    ckpt = Path(ckpt or (".cache/train/ckpt.pt" if tune == "psnr" else f".cache/train-{tune}/ckpt.pt"))
+    ckpt = Path(ckpt or (".cache/train/ckpt.pt" if tune == DEFAULT_TUNE else f".cache/train-{tune}/ckpt.pt"))
     shipped = Path(shipped or tuned_weights_path(Path("weights/nic.pt"), tune))
-    if tune != "psnr" and candidate == DEFAULT_CANDIDATE:
+    if tune != DEFAULT_TUNE and candidate == DEFAULT_CANDIDATE:
         candidate = ""  # the candidate is a PSNR model
     start = None
     if ranks.main:  # the others get rank 0's start point: a node of its own may not have the checkpoint
