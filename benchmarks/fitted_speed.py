@@ -23,11 +23,13 @@ import torch
 import neurocodec
 from neurocodec.fitted import codec as fitted
 from neurocodec.fitted.model import DEFAULT, Fitted
+from neurocodec.heap import keeping
 from neurocodec.imageio import prepare
 
 VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
 
 
+@keeping  # as `fit.fit` runs
 def ms_per_iteration(h: int, w: int, device: torch.device, iterations: int) -> float:
     x = torch.rand(1, 3, h, w, device=device)
     model = Fitted(DEFAULT, h, w).to(device)

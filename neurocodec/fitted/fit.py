@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import save_atomic
+from ..heap import keeping
 from ..progress import Progress, report
 from .model import DEFAULT, Architecture, Fitted
 
@@ -47,6 +48,7 @@ def _resume_key(x: Tensor, lam: float, iterations: int, arch: Architecture, seed
             "arch": list(dataclasses.astuple(arch))}  # fmt: skip
 
 
+@keeping
 def fit(
     x: Tensor,
     lam: float,
