@@ -147,7 +147,9 @@ def append(row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def report(rows: list[dict], crop: int | str, recipe: str = RECIPE) -> str:
+def report(rows: list[dict], crop: int | str, recipe: str = RECIPE, images: set[str] | None = None) -> str:
+    """The table of one crop and recipe, over every photo in the file or over `images` (names) only."""
+    rows = [r for r in rows if images is None or r["image"] in images]
     refs = {(r["image"], r["codec"]): r["curve"] for r in rows if r["kind"] == "reference" and r["crop"] == crop}
     fits = [r for r in rows if r["kind"] == "fit" and r["crop"] == crop and r["recipe"] == recipe]
     lines = [
@@ -228,7 +230,7 @@ def main(
     recipe: str | None,
     arch: str | None,
 ) -> None:
-    """Fit what the results file lacks (cheapest budget first), then print the report."""
+    """Fit what the results file lacks (cheapest budget first), then print the report (of IMAGES only, when given)."""
     torch.set_num_threads(threads)
     shape = DEFAULT if arch is None else Architecture(*(int(v) for v in arch.split(",")))
     shape.check()
@@ -271,7 +273,7 @@ def main(
             state.unlink(missing_ok=True)
             speed = "resumed" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.0f} ms/it"
             print(f"{name} lambda {lam:g} {its} it: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {speed}", flush=True)
-    print(report(rows, crop, recipe or fitting))
+    print(report(rows, crop, recipe or fitting, {p.stem for p in paths} if images else None))
 
 
 if __name__ == "__main__":

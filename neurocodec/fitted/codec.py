@@ -241,13 +241,14 @@ def encode(
     arch: Architecture = DEFAULT,
     progress: Progress | None = None,
     resume: Path | None = None,
+    seed: int = 0,
 ) -> FittedImage:
     """Fit the image for MSE (0..1) + lam * bits per pixel, quantise, and return what its file holds.
 
     resume: where the fit keeps its state, to go on from it after an interruption (`fit.fit`)."""
     check_size(*img.rgb.shape[:2])
     x = torch.from_numpy(np.array(img.rgb, dtype=np.float32) / 255).to(device).permute(2, 0, 1)[None]
-    model = fit(x, lam, iterations, arch, progress, resume=resume)
+    model = fit(x, lam, iterations, arch, progress, seed, resume)
     grids = model.rounded()
     arm = _quantise_arm(model, grids)
     report(progress, "quantisation", 1, 2)
