@@ -95,15 +95,24 @@ def quality_of(lam: float) -> int:
     return min(range(0, 10001, 25), key=lambda q: abs(math.log(1 / (255**2 * lambda_for(ladder, q))) - math.log(lam)))
 
 
-def recipe_of(arch: Architecture) -> str:
-    """The recipe's name in the results file: `fit.RECIPE`, and the architecture when it is not the default."""
-    if arch == DEFAULT:
-        return RECIPE
-    return f"{RECIPE} | arch {arch.levels},{arch.arm_width},{arch.arm_hidden},{arch.syn_width}"
+def recipe_of(arch: Architecture, warmup: tuple[int, int] = (1, 0)) -> str:
+    """The recipe's name in the results file: `fit.RECIPE`, then the architecture and the warm-up where they are
+    not the default."""
+    name = RECIPE
+    if arch != DEFAULT:
+        name += f" | arch {arch.levels},{arch.arm_width},{arch.arm_hidden},{arch.syn_width}"
+    if warmup[0] > 1:
+        name += f" | warm-up {warmup[0]}x{warmup[1]}"
+    return name
 
 
 def fit_file(
-    image: Image.Image, lam: float, iterations: int, resume: Path | None = None, arch: Architecture = DEFAULT
+    image: Image.Image,
+    lam: float,
+    iterations: int,
+    resume: Path | None = None,
+    arch: Architecture = DEFAULT,
+    warmup: tuple[int, int] = (1, 0),
 ) -> dict:
     """Fit, quantise and code one crop; measure the file and its decode.
 
@@ -113,7 +122,7 @@ def fit_file(
     start = time.perf_counter()
     f = fitted.encode(
         prepare(a), quality_of(lam), lam, iterations, torch.device("cpu"), arch,
-        progress=lambda stage, done, total: stages.add(stage), resume=resume,
+        progress=lambda stage, done, total: stages.add(stage), resume=resume, warmup=warmup,
     )  # fmt: skip
     resumed = "resumed" in stages
     data = f.code()
@@ -130,7 +139,7 @@ def fit_file(
         "latent_bpp": 8 * len(data) / pixels - net_bits / pixels,
         "psnr": psnr(out, a),
         "seconds": None if resumed else encode_s,
-        "ms_per_iteration": None if resumed else 1000 * encode_s / iterations,
+        "ms_per_iteration": None if resumed else 1000 * encode_s / (iterations + (warmup[0] - 1) * warmup[1]),
         "decode_seconds": decode_s,
     }
 
@@ -217,6 +226,12 @@ def report(rows: list[dict], crop: int | str, recipe: str = RECIPE, images: set[
     help=f"Fit another architecture than the default ({DEFAULT.levels},{DEFAULT.arm_width},{DEFAULT.arm_hidden},"
     f"{DEFAULT.syn_width}); its rows get their own recipe name.",
 )
+@click.option(
+    "--warmup",
+    default=None,
+    metavar="CANDIDATES,ITERATIONS",
+    help="Start each fit with a warm-up (`fit.fit`): that many starts run that many iterations, the best goes on.",
+)
 def main(
     images: tuple[str, ...],
     photos: int,
@@ -229,13 +244,16 @@ def main(
     only_report: bool,
     recipe: str | None,
     arch: str | None,
+    warmup: str | None,
 ) -> None:
     """Fit what the results file lacks (cheapest budget first), then print the report (of IMAGES only, when given)."""
     torch.set_num_threads(threads)
     shape = DEFAULT if arch is None else Architecture(*(int(v) for v in arch.split(",")))
     shape.check()
-    fitting = recipe_of(shape)
+    warm = (1, 0) if warmup is None else tuple(int(v) for v in warmup.split(","))
+    fitting = recipe_of(shape, warm)
     variant = "" if shape == DEFAULT else "-" + arch.replace(",", "-")  # in the names of its fits' state files
+    variant += "" if warmup is None else "-w" + warmup.replace(",", "-")
     paths = [Path(p) for p in images] or sorted(VALID.glob("*.png"))[:photos]
     rows = load()
     crop = crop_key(crop)
@@ -265,7 +283,7 @@ def main(
             if (name, lam, its) in done:
                 continue
             state = RESUME / f"{name}-{crop}-{lam:g}-{its}{variant}.pt"
-            r = fit_file(crops[name], lam, its, state, shape)
+            r = fit_file(crops[name], lam, its, state, shape, warm)
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
             row.update(recipe=fitting, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)

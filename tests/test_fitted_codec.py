@@ -242,3 +242,25 @@ def test_a_long_fit_goes_on_from_its_saved_state_and_never_from_another_fits(tmp
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(whole[1], resumed, strict=True))
     seen, _ = run(0.02, state)  # another fit's state: started afresh
     assert seen == fresh
+
+
+def test_the_warm_up_goes_on_with_its_best_candidate():
+    from neurocodec.fitted import fit as fit_module
+
+    x = torch.from_numpy(smooth_image(12, 10, seed=4).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    seen: list[tuple[str, int]] = []
+    model = fit_module.fit(x, 0.01, 20, seed=7, warmup=(3, 8), progress=lambda s, d, t: seen.append((s, d)))
+    assert seen == [("warm-up", 1), ("warm-up", 2), ("warm-up", 3), ("fitting", 10), ("fitting", 20)]
+    # The same by hand: three starts, eight iterations each, the lowest loss over the last two goes on.
+    runs, scores = [], []
+    for c in range(3):
+        runs.append(fit_module._Run(x, 0.01, 20, fit_module.DEFAULT, 7 + c))
+        scores.append(float(sum([runs[-1].step(it) for it in range(8)][-2:])))
+    best = runs[int(np.argmin(scores))]
+    for it in range(8, 20):
+        best.step(it)
+    assert len(set(scores)) == 3  # different starts
+    for a, b in zip(model.parameters(), best.model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="warm-up"):
+        fit_module.fit(x, 0.01, 20, warmup=(2, 0))

@@ -242,13 +242,14 @@ def encode(
     progress: Progress | None = None,
     resume: Path | None = None,
     seed: int = 0,
+    warmup: tuple[int, int] = (1, 0),
 ) -> FittedImage:
     """Fit the image for MSE (0..1) + lam * bits per pixel, quantise, and return what its file holds.
 
-    resume: where the fit keeps its state, to go on from it after an interruption (`fit.fit`)."""
+    resume: where the fit keeps its state, to go on from it after an interruption; seed, warmup: `fit.fit`'s."""
     check_size(*img.rgb.shape[:2])
     x = torch.from_numpy(np.array(img.rgb, dtype=np.float32) / 255).to(device).permute(2, 0, 1)[None]
-    model = fit(x, lam, iterations, arch, progress, seed, resume)
+    model = fit(x, lam, iterations, arch, progress, seed, resume, warmup)
     grids = model.rounded()
     arm = _quantise_arm(model, grids)
     report(progress, "quantisation", 1, 2)
