@@ -145,9 +145,26 @@ def fit_file(
 
 
 def load() -> list[dict]:
+    """The results file's rows; a fit that two workers both finished counts once (the first row)."""
     if not RESULTS.exists():
         return []
-    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows, seen = [], set()
+    for line in RESULTS.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            key = (
+                r["kind"],
+                r["image"],
+                r["crop"],
+                r.get("codec"),
+                r.get("lambda"),
+                r.get("iterations"),
+                r.get("recipe"),
+            )
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    return rows
 
 
 def append(row: dict) -> None:

@@ -34,7 +34,6 @@ from .devices import pick_device
 from .errors import NicError, NicWarning
 from .fitted import codec as fitted
 from .format import parse
-from .heap import keeping
 from .imageio import ImageLike, assemble
 from .metrics import psnr
 from .progress import Progress
@@ -66,7 +65,6 @@ class EncodeInfo:
     seconds: dict[str, float] = field(default_factory=dict)  # analysis, refinement, search, coding
 
 
-@keeping
 def encode_with_info(
     image: ImageLike,
     quality: float = DEFAULT_QUALITY,
@@ -229,7 +227,6 @@ def _open(data: bytes, weights: str | os.PathLike | None, max_pixels: int | None
     return f, codec.open_file(f, weights)
 
 
-@keeping
 @torch.no_grad()
 def decode(
     data: bytes,
@@ -254,7 +251,6 @@ def decode(
     return assemble(rgb, f.layout, f.chunks)
 
 
-@keeping
 @torch.no_grad()
 def decode_symbols(
     data: bytes, weights: str | os.PathLike | None = None, exact_path: str = "float64"

@@ -1,12 +1,13 @@
-"""Keeping freed memory in the process while the codec works, and handing it back after.
+"""Keeping freed memory in the process while a fit runs, and handing it back after.
 
-glibc's malloc serves large blocks (a 768x512 activation of 16 channels is 25 MB) with mmap and returns
-them to the system on free, so the next tensor of the same size faults in every page afresh: the fit's
-context model spent more time in page faults than in arithmetic. Inside `kept`, malloc neither maps
-large blocks nor trims the heap, so a freed block is reused at once; on leaving, malloc's default limits
-come back and `malloc_trim` returns what is free. Measured on 2 cores (benchmarks/fitted_speed.py, and
-an encode of wikiphotos_001 at 1276x850): a fitting iteration at 768x512 398 -> 265 ms, effort 1's
-encode 29 -> 16 s. Elsewhere (macOS, Windows, musl) it does nothing.
+glibc's malloc serves large blocks (a 768x512 activation of 16 channels is 25 MB) with mmap, and trims
+the heap's free top once it passes twice that, so every fitting iteration, which frees some hundred MB
+of activations, faulted its pages in afresh. Inside `kept`, malloc neither maps large blocks nor trims,
+so a freed block is reused at once; on leaving, malloc's default limits come back and `malloc_trim`
+returns what is free. Measured on 2 idle cores, forward and backward of a 768x512 fit: 246-283 ms
+without, 212-222 ms with (398 -> 259 ms before the decoder's layers went channels-last). The
+autoencoder's encode and decode did not change with it (768x512 and 1276x850), so only the fit uses it.
+Elsewhere (macOS, Windows, musl) it does nothing.
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from ..autoencoder.modelfiles import DEFAULT_WEIGHTS, tuned_weights_path
 from ..autoencoder.weights import export_weights
 from ..devices import pick_device
 from ..errors import NicError
-from ..heap import keeping
 from ..options import device_option
 from ..settings import DEFAULT_TUNE, TUNES
 from . import distributed
@@ -287,7 +286,6 @@ def _growth_option(flag: str, text: str):
     type=click.FloatRange(1),
     help="Write checkpoints as parts of at most this many MiB and a list of them (--ckpt.parts).",
 )
-@keeping
 def main(
     data,
     valid,
