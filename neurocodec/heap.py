@@ -5,8 +5,8 @@ the heap's free top once it passes twice that, so every fitting iteration, which
 of activations, faulted its pages in afresh. Inside `kept`, malloc neither maps large blocks nor trims,
 so a freed block is reused at once; on leaving, malloc's default limits come back and `malloc_trim`
 returns what is free. Measured on 2 idle cores, forward and backward of a 768x512 fit: 246-283 ms
-without, 212-222 ms with (398 -> 259 ms before the decoder's layers went channels-last). The
-autoencoder's encode and decode did not change with it (768x512 and 1276x850), so only the fit uses it.
+without, 212-222 ms with. The autoencoder's encode and decode did not change with it (768x512 and
+1276x850 images), so only the fit uses it.
 Elsewhere (macOS, Windows, musl) it does nothing.
 """
 
