@@ -8,7 +8,7 @@ VARIANT: default, up8 (the separable filters), lr2 / lr05 (the learning rate at 
 Each fit is `fit.fit` at lambda 0.003 for 1,000 iterations on 1 thread; what is printed is the
 fit's own estimate with truly rounded latents (the decoder's MSE and the context model's bits,
 no networks, no file), one JSON line per photo. Results: benchmarks/results/fitted_upsampling_screen.jsonl
-(256x256 centre crops of 4 training photos, seeds 0 and 1).
+(256x256 centre crops of 4 training photos, seeds 0 and 1; 768x512 crops of 2, seed 0).
 """
 
 import json
