@@ -53,12 +53,12 @@ class Architecture:
 DEFAULT = Architecture()
 
 
-def pad_edges(x: Tensor, p: int) -> Tensor:
-    """Replicate padding by p on every side, by indexing (torch.compile's inductor fails on
-    replication_pad2d's backward, torch 2.13)."""
-    h, w = x.shape[2], x.shape[3]
+def pad_edges(x: Tensor, p: int, cols_p: int | None = None) -> Tensor:
+    """Replicate padding by p on every side (by cols_p left and right, if given), by indexing (torch.compile's
+    inductor fails on replication_pad2d's backward, torch 2.13)."""
+    h, w, q = x.shape[2], x.shape[3], p if cols_p is None else cols_p
     rows = torch.arange(-p, h + p, device=x.device).clamp(0, h - 1)
-    cols = torch.arange(-p, w + p, device=x.device).clamp(0, w - 1)
+    cols = torch.arange(-q, w + q, device=x.device).clamp(0, w - 1)
     return x.index_select(2, rows).index_select(3, cols)
 
 
