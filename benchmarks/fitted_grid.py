@@ -100,7 +100,9 @@ def recipe_of(arch: Architecture, warmup: tuple[int, int] = (1, 0)) -> str:
     not the default."""
     name = RECIPE
     if arch != DEFAULT:
-        name += f" | arch {arch.levels},{arch.arm_width},{arch.arm_hidden},{arch.syn_width}"
+        name += f" | arch {arch.levels},{arch.arm_width},{arch.arm_hidden},{arch.syn_width}" + (
+            f",{arch.upsampling}" if arch.upsampling != DEFAULT.upsampling else ""
+        )
     if warmup[0] > 1:
         name += f" | warm-up {warmup[0]}x{warmup[1]}"
     return name
@@ -239,9 +241,10 @@ def report(rows: list[dict], crop: int | str, recipe: str = RECIPE, images: set[
 @click.option(
     "--arch",
     default=None,
-    metavar="LEVELS,ARM_WIDTH,ARM_HIDDEN,SYN_WIDTH",
+    metavar="LEVELS,ARM_WIDTH,ARM_HIDDEN,SYN_WIDTH[,UPSAMPLING]",
     help=f"Fit another architecture than the default ({DEFAULT.levels},{DEFAULT.arm_width},{DEFAULT.arm_hidden},"
-    f"{DEFAULT.syn_width}); its rows get their own recipe name.",
+    f"{DEFAULT.syn_width},{DEFAULT.upsampling}; upsampling 0: version 1's 4x4 kernels); its rows get their own "
+    "recipe name.",
 )
 @click.option(
     "--warmup",

@@ -12,6 +12,7 @@ import neurocodec
 from neurocodec import api
 from neurocodec.errors import NicError
 from neurocodec.fitted import codec as fitted
+from neurocodec.fitted import model
 from neurocodec.format import parse
 from neurocodec.imageio import prepare
 from neurocodec.settings import FIRST_FITTED, MAX_EFFORT
@@ -40,6 +41,20 @@ def test_round_trip_of_an_odd_sized_image(odd):
     nets, latents = api.decode_symbols(data)
     assert np.array_equal(latents, np.concatenate([g.reshape(-1).numpy() for g in odd.grids]))
     assert np.array_equal(nets, np.concatenate([t.values.reshape(-1).numpy() for t in odd.arm + odd.decoder]))
+
+
+def test_both_upsamplings_round_trip():
+    """Files are written in mode version 2, which names its upsampling; version 1's 4x4 kernels stay writable
+    there (and version 1 files decode: the golden tests)."""
+    img = prepare(smooth_image(11, 14, seed=2))
+    for kind in model.UPSAMPLINGS:
+        arch = model.Architecture(upsampling=kind)
+        f = fitted.encode(img, 5000, LAM, 12, torch.device("cpu"), arch)
+        data = f.code()
+        head = parse(data).chunks[fitted.CHUNK]
+        assert (head[0], head[5]) == (fitted.MODE_VERSION, kind) == (2, kind)
+        assert np.array_equal(np.asarray(neurocodec.decode(data)), f.reconstruct())
+        assert fitted.decode_latents(parse(data))[0] == arch
 
 
 def test_fitting_learns_the_image(odd):
@@ -105,8 +120,9 @@ def test_bad_fitted_headers_are_refused(odd):
         (0, 9, "fitted mode version"),  # mode version
         (1, 0, "architecture"),  # no levels
         (2, 0, "architecture"),  # ARM width 0
-        (5, 200, "tensor header"),  # a step beyond the format's
-        (6, 255, "tensor header"),  # a Laplace table that does not exist
+        (5, 200, "architecture"),  # an upsampling kind that does not exist
+        (6, 200, "tensor header"),  # a step beyond the format's
+        (7, 255, "tensor header"),  # a Laplace table that does not exist
     ):
         with pytest.raises(NicError, match=message):
             neurocodec.decode(_corrupt(data, start + offset, value))

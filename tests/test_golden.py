@@ -44,6 +44,9 @@ def test_every_model_we_ship_or_retired_has_a_golden_file():
         header = parse((GOLDEN / f["file"]).read_bytes())
         assert header.model_id.hex() == f["model"] and header.quality_x100 == f["quality"] * 100
         assert (GOLDEN / f["file"]).read_bytes()[4] == f["format_version"]
+        if "fitted_version" in f:
+            assert header.chunks[fitted.CHUNK][0] == f["fitted_version"]
+    assert {f.get("fitted_version") for f in FILES} >= {1, fitted.MODE_VERSION}  # each fitted mode version
 
 
 @pytest.mark.parametrize("entry", FILES, ids=[f["file"] for f in FILES])

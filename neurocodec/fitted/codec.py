@@ -30,12 +30,12 @@ from ..progress import Progress, report
 from . import laplace
 from .context import ACT_FRAC_BITS, FEATURES, IntARM, IntLinear, Schedule, decode_waves, encode_order
 from .fit import fit
-from .model import ARM, DEFAULT, Architecture, Decoder, Fitted
+from .model import ARM, DEFAULT, UPSAMPLING_4X4, Architecture, Decoder, Fitted
 
-MODEL_ID = b"nicfit\x00\x01"  # the model field of every fitted file (mode version 1)
+MODEL_ID = b"nicfit\x00\x01"  # the model field of every fitted file (its mode version is in the chunk)
 CHUNK = b"FITM"
-_HEAD = struct.Struct("<BBBBB")
-MODE_VERSION = 1
+_HEAD = struct.Struct("<BBBBB")  # mode version, levels, context width, hidden layers, synthesis width
+MODE_VERSION = 2  # what the encoder writes: version 1's header + the upsampling kind; a decoder reads both
 ARM_STEPS = range(5, 13)  # candidate weight steps 2**-k of the context model
 DECODER_STEPS = range(4, 17)  # ... and of each decoder tensor
 MAX_STEP = 24
@@ -134,9 +134,8 @@ class FittedImage(PreparedSource):
         """The .nic file (a fitted image has one quality: q100, if given, must be it)."""
         self._same(q100)
         tensors = self.arm + self.decoder
-        head = _HEAD.pack(
-            MODE_VERSION, self.arch.levels, self.arch.arm_width, self.arch.arm_hidden, self.arch.syn_width
-        )
+        a = self.arch
+        head = _HEAD.pack(MODE_VERSION, a.levels, a.arm_width, a.arm_hidden, a.syn_width) + bytes([a.upsampling])
         head += bytes(v for t in tensors for v in (t.step, t.scale))
         sections: list = [(t.values.reshape(-1).numpy(), t.table_ids(), laplace.tables()) for t in tensors]
         sched = Schedule.of([tuple(g.shape) for g in self.grids])
@@ -266,15 +265,19 @@ def _read_header(f: NicFile) -> tuple[Architecture, list[tuple[int, int]]]:
     if head is None or len(head) < _HEAD.size:
         raise NicError("corrupted .nic file (fitted header missing)")
     version, levels, arm_width, arm_hidden, syn_width = _HEAD.unpack_from(head)
-    if version != MODE_VERSION:
+    if version not in (1, 2):
         raise NicError(f"unsupported fitted mode version {version} (a newer nic may read it)")
-    arch = Architecture(levels, arm_width, arm_hidden, syn_width)
+    fixed = _HEAD.size + (version == 2)
+    if len(head) < fixed:
+        raise NicError("corrupted .nic file (fitted header missing)")
+    upsampling = head[_HEAD.size] if version == 2 else UPSAMPLING_4X4
+    arch = Architecture(levels, arm_width, arm_hidden, syn_width, upsampling)
     try:
         arch.check()
     except ValueError as e:
         raise NicError(f"corrupted .nic file ({e})") from None
     n = len(_shapes(arch))
-    rest = head[_HEAD.size :]
+    rest = head[fixed:]
     if len(rest) != 2 * n:
         raise NicError("corrupted .nic file (fitted header of the wrong length)")
     pairs = [(rest[2 * i], rest[2 * i + 1]) for i in range(n)]
