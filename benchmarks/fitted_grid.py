@@ -37,12 +37,14 @@ import torch
 from PIL import Image
 
 import neurocodec
+from neurocodec.atomic import write_atomic
 from neurocodec.autoencoder.gains import lambda_for
 from neurocodec.autoencoder.weights import load_weights
 from neurocodec.bench import SWEEPS, rate_at_psnr, reference_decode, reference_encode
 from neurocodec.fitted import codec as fitted
 from neurocodec.fitted.fit import RECIPE
 from neurocodec.fitted.model import DEFAULT, Architecture
+from neurocodec.format import parse
 from neurocodec.imageio import prepare
 from neurocodec.metrics import psnr
 
@@ -115,8 +117,8 @@ def fit_file(
     resume: Path | None = None,
     arch: Architecture = DEFAULT,
     warmup: tuple[int, int] = (1, 0),
-) -> dict:
-    """Fit, quantise and code one crop; measure the file and its decode.
+) -> tuple[dict, bytes]:
+    """Fit, quantise and code one crop; measure the file and its decode. Returns the measures and the file.
 
     resume: the fit's state file (`fit.fit`); a fit resumed from it has no time per iteration."""
     a = np.asarray(image)
@@ -133,17 +135,19 @@ def fit_file(
     out = np.asarray(neurocodec.decode(data))
     decode_s = time.perf_counter() - start
     pixels = a.shape[0] * a.shape[1]
-    header = 8 * (8 + 5 + 2 * (len(f.arm) + len(f.decoder)))  # the FITM chunk: tag, length, head, tensors' steps
-    net_bits = sum(t.bits() for t in f.arm + f.decoder) + header
+    header = 8 * (8 + len(parse(data).chunks[fitted.CHUNK]))  # the FITM chunk: tag, length, head, tensors' steps
+    arm_bits = sum(t.bits() for t in f.arm)
+    net_bits = arm_bits + sum(t.bits() for t in f.decoder) + header
     return {
         "bpp": 8 * len(data) / pixels,
         "net_bpp": net_bits / pixels,
+        "arm_bpp": arm_bits / pixels,
         "latent_bpp": 8 * len(data) / pixels - net_bits / pixels,
         "psnr": psnr(out, a),
         "seconds": None if resumed else encode_s,
         "ms_per_iteration": None if resumed else 1000 * encode_s / (iterations + (warmup[0] - 1) * warmup[1]),
         "decode_seconds": decode_s,
-    }
+    }, data
 
 
 def load() -> list[dict]:
@@ -303,7 +307,8 @@ def main(
             if (name, lam, its) in done:
                 continue
             state = RESUME / f"{name}-{crop}-{lam:g}-{its}{variant}.pt"
-            r = fit_file(crops[name], lam, its, state, shape, warm)
+            r, data = fit_file(crops[name], lam, its, state, shape, warm)
+            write_atomic(state.with_suffix(".nic"), data)  # kept, to study the networks' bits later
             row = {"kind": "fit", "image": name, "crop": crop, "lambda": lam, "iterations": its}
             row.update(recipe=fitting, threads=threads, date=time.strftime("%Y-%m-%d"), **r)
             append(row)

@@ -12,7 +12,7 @@ import neurocodec
 from neurocodec import api
 from neurocodec.errors import NicError
 from neurocodec.fitted import codec as fitted
-from neurocodec.fitted import model
+from neurocodec.fitted import fit, model
 from neurocodec.format import parse
 from neurocodec.imageio import prepare
 from neurocodec.settings import FIRST_FITTED, MAX_EFFORT
@@ -61,6 +61,33 @@ def test_fitting_learns_the_image(odd):
     """After a few iterations the picture is nearer the image than a flat grey one."""
     src = odd.source.astype(float)
     assert np.mean((odd.reconstruct() - src) ** 2) < np.mean((src - src.mean()) ** 2)
+
+
+def test_the_context_models_steps_code_in_no_more_bits_than_any_one_step_for_all(odd):
+    """Each layer's own step (`codec._quantise_arm`) starts from the best single step and only ever improves on it."""
+    m = fit.fit(torch.from_numpy(odd.source.astype(np.float32) / 255).permute(2, 0, 1)[None], LAM, ITERATIONS)
+    grids = m.rounded()
+
+    def bits(tensors):
+        values, centre, ids = fitted.latent_symbols(grids, fitted.int_arm(tensors))
+        return fitted.table_bits(values, centre, ids) + sum(t.bits() for t in tensors)
+
+    chosen = bits(fitted._quantise_arm(m, grids))
+    layers = len(m.arm.layers())
+    assert all(chosen <= bits(fitted.arm_tensors(m.arm, [k] * layers)) for k in fitted.ARM_STEPS)
+
+
+def test_every_synthesis_layer_learns_from_the_start():
+    """No layer starts where its gradient is zero (a ReLU branch at zero would never learn)."""
+    x = torch.from_numpy(smooth_image(16, 16, seed=4).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    m = model.Fitted(model.DEFAULT, 16, 16)
+    with torch.no_grad():
+        for p in m.latents:
+            p.normal_()
+    out, bits = m(torch.tensor(0.3), torch.tensor(0.0), False)
+    ((out - x).square().mean() + LAM * bits).backward()
+    for name, p in m.decoder.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 0, name
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 7), (9, 1)])

@@ -162,7 +162,7 @@ def test_a_float_arm_rounds_to_an_integer_one_that_predicts_alike() -> None:
         for layer, (w, b) in zip(float_arm.layers(), ((w1, b1), (w2, b2), (w3, b3)), strict=True):
             layer.weight.copy_(w)
             layer.bias.copy_(b)
-    arm = int_arm(arm_tensors(float_arm, 12))  # as the encoder rounds it
+    arm = int_arm(arm_tensors(float_arm, [12] * len(float_arm.layers())))  # as the encoder rounds it
     arm.check()
     x = torch.randint(-5, 6, (300, FEATURES), generator=g)
     h = torch.relu(x.double() @ w1.double().T + b1.double())

@@ -121,7 +121,7 @@ def fit(
         for c in range(candidates):
             run = run if c == 0 else _Run(x, lam, iterations, arch, seed + c)
             losses = [run.step(it) for it in range(warm)]
-            score = float(sum(losses[-(-warm // 4) :]))
+            score = float(sum(losses[len(losses) - math.ceil(warm / 4) :]))  # the last quarter's
             best = (score, run) if best is None or score < best[0] else best
             report(progress, "warm-up", c + 1, candidates)
         run, start = best[1], warm

@@ -157,7 +157,7 @@ class SeparableUpsampling(nn.Module):
     filter (4 parameters, bicubic at start) after a 7-tap pre-filter of the finer grid joining there (4, the
     identity at start). On 256x256 crops of 4 training photos (2 seeds, 1,000 iterations) they lowered the fit's
     cost in 7 of 8 fits, by 3.0 % in geometric mean, and by 2.2 and 6.2 % on 768x512 crops of 2 more
-    (`benchmarks/fitted_upsampling_screen.py`), with 8 parameters a stage where `Upsampling4x4` has 16."""
+    (`benchmarks/fitted_screen.py`), with 8 parameters a stage where `Upsampling4x4` has 16."""
 
     def __init__(self, levels: int) -> None:
         super().__init__()
@@ -203,6 +203,11 @@ def _prefilter(x: Tensor, half: Tensor) -> Tensor:
 UPSAMPLINGS = {UPSAMPLING_4X4: Upsampling4x4, UPSAMPLING_SEPARABLE: SeparableUpsampling}
 
 
+# The first residual layer's weights start small and random: at zero, as they once started, relu(r1(x)) is 0
+# with a zero gradient, so r1 never learned (every fit's r1 was coded as zeros).
+R1_INIT_STD = 0.01
+
+
 class Synthesis(nn.Module):
     def __init__(self, levels: int, width: int) -> None:
         super().__init__()
@@ -210,9 +215,10 @@ class Synthesis(nn.Module):
         self.b = nn.Conv2d(width, 3, 1)
         self.r1 = nn.Conv2d(3, 3, 3)  # replicate-padded in forward
         self.r2 = nn.Conv2d(3, 3, 3)
-        for layer in (self.r1, self.r2):
+        for layer in (self.r1, self.r2):  # r2 starts as the identity, r1 near it
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.r1.weight, std=R1_INIT_STD)
 
     def forward(self, x: Tensor) -> Tensor:
         x = pointwise(pointwise(x, self.a).relu_(), self.b)
