@@ -25,10 +25,11 @@ from ..heap import keeping
 from ..progress import Progress, report
 from .model import DEFAULT, Architecture, Fitted
 
-# What `fit` does, for results files: change it whenever the recipe changes.
+# What `fit` and the quantisation do, for results files: change it whenever the recipe changes.
 RECIPE = (
-    "c3x-soft-6: 7 levels, ARM 16 (10 causal + coarser), separable 8-tap up + 7-tap pre, syn 16; softround+gauss, "
-    "last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]; p >= 2^-20; clip 0.1; real files"
+    "c3x-soft-7: 7 levels, ARM 16 (10 causal + coarser), separable 8-tap up + 7-tap pre, syn 16 (r1 starts "
+    "random); softround+gauss, last 10% hard, latents frozen, networks at 1e-3 cosine; ln b in [-4, 3.875]; "
+    "p >= 2^-20; clip 0.1; ARM step per layer; real files"
 )
 LR = 1e-2
 HARD_LR = 1e-3
