@@ -149,6 +149,7 @@ class Upsampling4x4(nn.Module):
 
 
 BICUBIC = (-0.0234375, -0.0703125, 0.2265625, 0.8671875)  # half of the 8-tap kernel that upsamples as bicubic does
+IDENTITY = (0.0, 0.0, 0.0, 1.0)  # half (and the centre) of the 7-tap pre-filter that changes nothing
 UP_CROP = 7  # the first output of the transposed convolution (after padding by 2) that is on the 2x grid
 
 
@@ -157,20 +158,25 @@ class SeparableUpsampling(nn.Module):
     filter (4 parameters, bicubic at start) after a 7-tap pre-filter of the finer grid joining there (4, the
     identity at start). On 256x256 crops of 4 training photos (2 seeds, 1,000 iterations) they lowered the fit's
     cost in 7 of 8 fits, by 3.0 % in geometric mean, and by 2.2 and 6.2 % on 768x512 crops of 2 more
-    (`benchmarks/fitted_screen.py`), with 8 parameters a stage where `Upsampling4x4` has 16."""
+    (`benchmarks/fitted_screen.py`), with 8 parameters a stage where `Upsampling4x4` has 16.
+
+    The parameters (and the file) hold each filter's difference from its start: small numbers, cheap to code
+    (the pre-filters' centre taps near 1 cost 9 bits each as themselves)."""
 
     def __init__(self, levels: int) -> None:
         super().__init__()
         stages = max(levels - 1, 0)
-        self.up = nn.Parameter(torch.tensor(BICUBIC).repeat(stages, 1))
-        self.pre = nn.Parameter(torch.tensor([0.0, 0.0, 0.0, 1.0]).repeat(stages, 1))
+        self.up = nn.Parameter(torch.zeros(stages, 4))
+        self.pre = nn.Parameter(torch.zeros(stages, 4))
+        self.register_buffer("up_start", torch.tensor(BICUBIC), persistent=False)
+        self.register_buffer("pre_start", torch.tensor(IDENTITY), persistent=False)
 
     def forward(self, grids: list[Tensor]) -> Tensor:
         """Grids finest first -> (1, levels, H, W): every grid at full resolution."""
         x = grids[-1]
         for stage in range(len(grids) - 2, -1, -1):
-            x = _upsample(x, self.up[stage])
-            target = _prefilter(grids[stage], self.pre[stage])
+            x = _upsample(x, self.up_start + self.up[stage])
+            target = _prefilter(grids[stage], self.pre_start + self.pre[stage])
             x = torch.cat([target, x[:, :, : target.shape[2], : target.shape[3]]], dim=1)
         return x
 
