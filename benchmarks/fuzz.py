@@ -17,6 +17,7 @@ import struct
 import time
 import zlib
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -83,7 +84,8 @@ def run(seeds: list[bytes], cases: int, seed: int, max_pixels: int) -> Counter:
 
 
 def seed_files() -> list[bytes]:
-    """Small valid files of each layout (RGB, grey, RGBA with an ICC profile) and of the fitted mode."""
+    """Small valid files of each layout (RGB, grey, RGBA with an ICC profile) and of the fitted mode (version 2 as
+    the encoder writes it, and the golden version 1 file)."""
     import torch
     from PIL import Image, ImageCms
 
@@ -101,6 +103,7 @@ def seed_files() -> list[bytes]:
         neurocodec.encode(base[:23, :31, 0].copy(), quality=90),
         neurocodec.encode(rgba, quality=10),
         fitted.encode(prepare(base[:24, :40]), 5000, 0.002, 30, torch.device("cpu")).code(),
+        (Path(__file__).parent.parent / "tests" / "golden" / "6e69636669740001.nic").read_bytes(),
     ]
 
 
