@@ -193,7 +193,7 @@ def _upsample(x: Tensor, half: Tensor) -> Tensor:
 
 
 def _prefilter(x: Tensor, half: Tensor) -> Tensor:
-    """The symmetric 7-tap filter `half` (taps 3 to 0 from the centre, then mirrored) along columns, then rows,
+    """The symmetric 7-tap filter `half` (taps 3 to 0 from the centre, then mirrored) along each row, then column,
     edges replicated, as shifted sums (7 ms at 768x512; a 1-channel conv2d took 29)."""
     h, w = x.shape[2], x.shape[3]
     p = pad_edges(x, 0, 3)
