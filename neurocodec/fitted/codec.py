@@ -208,8 +208,8 @@ def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]
     sched = Schedule.of([tuple(g.shape) for g in grids])  # one for all the candidates
     layers = len(model.arm.layers())
 
-    def cost(steps: list[int]) -> tuple[float, list[CodedTensor]] | None:
-        tensors = arm_tensors(model.arm, steps)
+    def cost(steps: tuple[int, ...]) -> tuple[float, list[CodedTensor]] | None:
+        tensors = arm_tensors(model.arm, list(steps))
         try:
             arm = int_arm(tensors)
             arm.check()
@@ -218,22 +218,21 @@ def _quantise_arm(model: Fitted, grids: list[torch.Tensor]) -> list[CodedTensor]
         values, centre, ids = latent_symbols(grids, arm, sched)
         return table_bits(values, centre, ids) + sum(t.bits() for t in tensors), tensors
 
-    tried = {tuple([k] * layers): cost([k] * layers) for k in ARM_STEPS}
+    tried = {(k,) * layers: cost((k,) * layers) for k in ARM_STEPS}
     ok = [(c[0], steps) for steps, c in tried.items() if c is not None]
     if not ok:
         raise NicError("the fitted context model does not fit the exact integer format (try a lower effort)")
-    best = list(min(ok)[1])
+    best = min(ok)[1]
     for n in range(layers):
         for direction in (-1, 1):  # coarser while it pays, then finer
             while 0 <= best[n] + direction <= ARM_STEPS[-1]:
-                steps = best[:n] + [best[n] + direction] + best[n + 1 :]
-                if tuple(steps) not in tried:
-                    tried[tuple(steps)] = cost(steps)
-                c = tried[tuple(steps)]
-                if c is None or c[0] >= tried[tuple(best)][0]:
+                steps = best[:n] + (best[n] + direction,) + best[n + 1 :]
+                if steps not in tried:
+                    tried[steps] = cost(steps)
+                if tried[steps] is None or tried[steps][0] >= tried[best][0]:
                     break
                 best = steps
-    return tried[tuple(best)][1]
+    return tried[best][1]
 
 
 def fits(height: int, width: int) -> bool:
