@@ -97,8 +97,9 @@ class ARM(nn.Module):
         """(H*W, FEATURES): the causal neighbours (zero outside the grid) and the coarser grid's co-located latent,
         as `context.Schedule` gathers them for the decoder."""
         h, w = q.shape[2], q.shape[3]
-        pad = F.pad(q, (2, 2, 2, 0))
-        feats = [pad[:, :, 2 + dr : 2 + dr + h, 2 + dc : 2 + dc + w] for dr, dc in CONTEXT]
+        up, side = max(-dr for dr, _ in CONTEXT), max(abs(dc) for _, dc in CONTEXT)
+        pad = F.pad(q, (side, side, up, 0))
+        feats = [pad[:, :, up + dr : up + dr + h, side + dc : side + dc + w] for dr, dc in CONTEXT]
         if coarser is None:
             feats.append(torch.zeros_like(q))
         else:
