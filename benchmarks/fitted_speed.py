@@ -3,9 +3,9 @@
     python benchmarks/fitted_speed.py                      # CPU, 1 and 2 threads
     python benchmarks/fitted_speed.py --device cuda        # on a GPU (when there is one)
 
-An iteration is what `neurocodec.fitted.fit` runs: the rounding proxy, the
-decoder, the context model's rate, backward and an Adam step (timed over
---iterations after a warm-up). The decode is `neurocodec.decode` of a real
+An iteration is `neurocodec.fitted.fit`'s own (`fit._Run.step`): the rounding
+proxy, the decoder, the context model's rate, backward, the gradient's clipping
+and an Adam step (timed over --iterations after a warm-up). The decode is `neurocodec.decode` of a real
 fitted file (fitted for --fit-iterations, so its latents have a real fit's
 statistics), best and median of --repeats. Pause other jobs while it runs.
 """
@@ -22,7 +22,8 @@ import torch
 
 import neurocodec
 from neurocodec.fitted import codec as fitted
-from neurocodec.fitted.model import DEFAULT, Fitted
+from neurocodec.fitted.fit import _Run
+from neurocodec.fitted.model import DEFAULT
 from neurocodec.heap import keeping
 from neurocodec.imageio import prepare
 
@@ -31,25 +32,16 @@ VALID = Path(__file__).parent.parent.parent / "shared" / "data" / "valid"
 
 @keeping  # as `fit.fit` runs
 def ms_per_iteration(h: int, w: int, device: torch.device, iterations: int) -> float:
+    """`fit._Run.step` itself: the schedule, the rounding proxy, decoder and rate, backward, clipping, Adam."""
     x = torch.rand(1, 3, h, w, device=device)
-    model = Fitted(DEFAULT, h, w).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    t = torch.tensor(0.2, device=device)
-
-    def step() -> None:
-        out, bits = model(t, t, False)
-        loss = (out - x).square().mean() + 1e-3 * bits / (h * w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(3):
-        step()
+    run = _Run(x, 1e-3, 10 * iterations, DEFAULT, seed=0)  # timed well inside the soft phase
+    for it in range(3):
+        run.step(it)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(iterations):
-        step()
+    for it in range(3, 3 + iterations):
+        run.step(it)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 1000 * (time.perf_counter() - start) / iterations
