@@ -13,7 +13,6 @@ latents (`fitted_screen.measure`) at the soft phase's end and after each variant
 
 import copy
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -35,21 +34,23 @@ def straight_through(x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, hard
     return x + (torch.round(x) - x).detach()
 
 
-def hard_phase(run: fit_module._Run, latent_lr: float) -> None:
+class LatentsLearn(fit_module._Run):
+    """The fit, whose last phase also moves the latents, at latent_lr times the networks' cosine."""
+
+    latent_lr = 0.0
+
+    def lrs(self, it: int) -> tuple[float, float]:
+        latents, networks = super().lrs(it)
+        return (self.latent_lr * networks / fit_module.HARD_LR if it >= self.soft else latents), networks
+
+
+def hard_phase(run: LatentsLearn, latent_lr: float) -> None:
     """`fit._Run.step`'s last phase, with the latents learning at latent_lr (straight through) if it is not 0."""
-    x, pixels = run.x, run.x.shape[2] * run.x.shape[3]
+    run.latent_lr = latent_lr
     quantize, M.quantize = M.quantize, straight_through if latent_lr else M.quantize
     try:
         for it in range(run.soft, run.iterations):
-            c = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (it - run.soft) / (run.iterations - run.soft)))
-            for group, lr in zip(run.opt.param_groups, (latent_lr * c, fit_module.HARD_LR * c), strict=True):
-                group["lr"] = lr
-            out, bits = run.model(torch.tensor(0.1), torch.tensor(0.1), not latent_lr)
-            loss = (out - x).square().mean() + LAMBDA * bits / pixels
-            run.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), fit_module.GRAD_CLIP)
-            run.opt.step()
+            run.step(it)
     finally:
         M.quantize = quantize
 
@@ -59,7 +60,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for path in sys.argv[2:]:
         x = torch.from_numpy(np.asarray(g.centre_crop(path, 256)).astype(np.float32) / 255).permute(2, 0, 1)[None]
-        run = fit_module._Run(x, LAMBDA, 1000, M.DEFAULT, seed)
+        run = LatentsLearn(x, LAMBDA, 1000, M.DEFAULT, seed)
         for it in range(run.soft):
             run.step(it)
         row = {"seed": seed, "soft_end": measure(run.model, x, LAMBDA, path)}

@@ -83,17 +83,17 @@ def main() -> None:
         x = torch.from_numpy(im).permute(2, 0, 1)[None]
         s = time.perf_counter()
         m = fit_module.fit(x, lam, iterations, arch, seed=seed, warmup=warmup)
-        print(json.dumps({"variant": variant, "seed": seed, **measure(m, x, lam, path, s)}), flush=True)
+        row = {"variant": variant, "seed": seed, **measure(m, x, lam, path), "s": time.perf_counter() - s}
+        print(json.dumps(row), flush=True)
 
 
-def measure(m: M.Fitted, x: torch.Tensor, lam: float, path: str, start: float | None = None) -> dict:
+def measure(m: M.Fitted, x: torch.Tensor, lam: float, path: str) -> dict:
     """The fit's own estimate with truly rounded latents: PSNR, the latents' bits per pixel and MSE + lam * bpp."""
     with torch.no_grad():
         q = [torch.round(p * M.GAIN) for p in m.latents]
         mse = float((m.decoder(q).clamp(0, 1) - x).square().mean())
         bpp = float(m.arm.bits(q)) / (x.shape[2] * x.shape[3])
-    row = {"image": Path(path).name[:24], "psnr": -10 * math.log10(mse), "latent_bpp": bpp, "cost": mse + lam * bpp}
-    return row | ({} if start is None else {"s": time.perf_counter() - start})
+    return {"image": Path(path).name[:24], "psnr": -10 * math.log10(mse), "latent_bpp": bpp, "cost": mse + lam * bpp}
 
 
 if __name__ == "__main__":

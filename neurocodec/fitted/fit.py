@@ -60,16 +60,18 @@ class _Run:
         self.opt = torch.optim.Adam([{"params": list(self.model.latents)}, {"params": nets}], lr=LR)
         self.soft = iterations - min(HARD_MAX, int(iterations * HARD_FRACTION))
 
+    def lrs(self, it: int) -> tuple[float, float]:
+        """The learning rates of the latents and of the networks at iteration `it`."""
+        if it < self.soft:
+            return (1e-5 + (LR - 1e-5) * 0.5 * (1 + math.cos(math.pi * it / max(self.soft, 1))),) * 2
+        tail = (it - self.soft) / max(self.iterations - self.soft, 1)
+        return 0.0, HARD_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail)))
+
     def step(self, it: int) -> Tensor:
         """Iteration `it` of the schedule; its loss (a tensor: reading it would wait for a GPU)."""
         hard = it >= self.soft
         frac = min(it / max(self.soft, 1), 1.0)
-        if hard:
-            tail = (it - self.soft) / max(self.iterations - self.soft, 1)
-            lrs = (0.0, HARD_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail))))
-        else:
-            lrs = (1e-5 + (LR - 1e-5) * 0.5 * (1 + math.cos(math.pi * frac)),) * 2
-        for g, lr in zip(self.opt.param_groups, lrs, strict=True):
+        for g, lr in zip(self.opt.param_groups, self.lrs(it), strict=True):
             g["lr"] = lr
         dev = self.x.device
         out, bits = self.model(
